@@ -2,3 +2,8 @@
 //! an exact, append-only history of every profile added, changed or removed.
 
 pub mod simulator;
+pub mod config;
+pub mod customer;
+pub mod diff;
+pub mod profile;
+pub mod timestamp;
