@@ -7,3 +7,4 @@ pub mod customer;
 pub mod diff;
 pub mod profile;
 pub mod timestamp;
+pub mod store;

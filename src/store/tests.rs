@@ -1,0 +1,304 @@
+use super::*;
+use crate::customer::CustomerId;
+use serde_json::json;
+
+const CUSTOMER: &str = "03f7382e-0000-1cda-0000-dd9a000074f0";
+const A: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const B: &str = "bbbbbbbb-0000-0000-0000-000000000002";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    customer: Customer,
+    rules: Rules,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StorageSettings {
+        database: dir.path().join("nested/scanwatch.db"),
+        busy_timeout: Duration::from_secs(5),
+        poll_retention: Duration::from_secs(3600),
+    };
+    let store = Store::open(&settings).await.unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        customer: Customer {
+            id: CustomerId::parse(CUSTOMER).unwrap(),
+            name: Some("Contoso".into()),
+        },
+        rules: Rules::default(),
+    }
+}
+
+fn profile(id: &str, name: &str, mode: i64, time: &str) -> Profile {
+    Profile::parse(
+        0,
+        json!({"profileId": id, "profileName": name, "scanMode": mode, "modifiedTime": time}),
+    )
+    .unwrap()
+}
+
+impl Fixture {
+    async fn commit(&self, profiles: Vec<Profile>) -> Committed {
+        self.store
+            .commit_list(AcceptedList {
+                customer: &self.customer,
+                started_at: timestamp::now(),
+                http_status: Some(200),
+                profiles,
+                rules: &self.rules,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn changes(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as("SELECT kind, profile_id, baseline FROM profile_changes ORDER BY change_id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn snapshot(&self) -> Vec<(String, Option<String>, String)> {
+        sqlx::query_as(
+            "SELECT profile_id, profile_name, raw_json FROM profiles ORDER BY profile_id",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .unwrap()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_first_list_is_recorded_as_baseline_additions() {
+    let f = fixture().await;
+    let committed = f
+        .commit(vec![
+            profile(A, "One", 0, "2025-01-01T00:00:00Z"),
+            profile(B, "Two", 1, "2025-01-01T00:00:00Z"),
+        ])
+        .await;
+    assert_eq!(committed.outcome.changes.len(), 2);
+    assert_eq!(
+        f.changes().await,
+        vec![
+            ("added".into(), A.into(), 1),
+            ("added".into(), B.into(), 1)
+        ]
+    );
+    let (outcome, added, profiles): (String, i64, i64) =
+        sqlx::query_as("SELECT outcome, added, profiles FROM polls WHERE poll_id = ?")
+            .bind(committed.poll_id)
+            .fetch_one(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((outcome.as_str(), added, profiles), ("ok", 2, 2));
+    let (name, failures): (Option<String>, i64) = sqlx::query_as(
+        "SELECT name, consecutive_failures FROM customers WHERE customer_id = ?",
+    )
+    .bind(CUSTOMER)
+    .fetch_one(f.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((name.as_deref(), failures), (Some("Contoso"), 0));
+}
+
+#[tokio::test]
+async fn the_same_list_twice_records_nothing_the_second_time() {
+    let f = fixture().await;
+    let list = vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")];
+    f.commit(list.clone()).await;
+    let snapshot_before = f.snapshot().await;
+    let second = f.commit(list).await;
+    assert!(second.outcome.changes.is_empty());
+    assert_eq!(f.changes().await.len(), 1);
+    assert_eq!(f.snapshot().await, snapshot_before);
+    assert_eq!(f.count("polls").await, 2);
+}
+
+#[tokio::test]
+async fn a_change_a_removal_and_a_readdition_are_recorded_in_order() {
+    let f = fixture().await;
+    f.commit(vec![
+        profile(A, "One", 0, "2025-01-01T00:00:00Z"),
+        profile(B, "Two", 1, "2025-01-01T00:00:00Z"),
+    ])
+    .await;
+    f.commit(vec![profile(A, "Uno", 0, "2025-01-02T00:00:00Z")]).await;
+    f.commit(vec![
+        profile(A, "Uno", 0, "2025-01-02T00:00:00Z"),
+        profile(B, "Two", 1, "2025-01-01T00:00:00Z"),
+    ])
+    .await;
+
+    assert_eq!(
+        f.changes().await,
+        vec![
+            ("added".into(), A.into(), 1),
+            ("added".into(), B.into(), 1),
+            ("changed".into(), A.into(), 0),
+            ("removed".into(), B.into(), 0),
+            ("added".into(), B.into(), 0),
+        ]
+    );
+    let (fields, old_name, new_name): (String, String, String) = sqlx::query_as(
+        "SELECT changed_fields, old_profile_name, profile_name FROM profile_changes \
+         WHERE kind = 'changed'",
+    )
+    .fetch_one(f.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(fields, r#"["modifiedTime","profileName"]"#);
+    assert_eq!((old_name.as_str(), new_name.as_str()), ("One", "Uno"));
+    let (removed_name, removed_fields): (String, Option<String>) = sqlx::query_as(
+        "SELECT profile_name, changed_fields FROM profile_changes WHERE kind = 'removed'",
+    )
+    .fetch_one(f.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((removed_name.as_str(), removed_fields), ("Two", None));
+}
+
+#[tokio::test]
+async fn a_formatting_change_refreshes_raw_json_without_a_change() {
+    let f = fixture().await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(&A.to_uppercase(), "One", 0, "2025-01-01T00:00:00.000Z")])
+        .await;
+    assert_eq!(f.changes().await.len(), 1);
+    let snapshot = f.snapshot().await;
+    assert!(snapshot[0].2.contains("2025-01-01T00:00:00.000Z"), "{:?}", snapshot);
+    assert_eq!(snapshot[0].0, A);
+}
+
+#[tokio::test]
+async fn an_empty_list_is_held_then_removes_everything() {
+    let f = fixture().await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    let held = f.commit(vec![]).await;
+    assert!(held.outcome.changes.is_empty());
+    assert_eq!(f.snapshot().await.len(), 1);
+    let streak: i64 = sqlx::query_scalar("SELECT empty_streak FROM customers")
+        .fetch_one(f.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(streak, 1);
+
+    f.commit(vec![]).await;
+    assert!(f.snapshot().await.is_empty());
+    assert_eq!(f.changes().await.last().unwrap().0, "removed");
+}
+
+#[tokio::test]
+async fn a_failure_touches_only_its_poll_row_and_the_customer_state() {
+    let f = fixture().await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    let snapshot = f.snapshot().await;
+    let changes = f.changes().await;
+    for expected in 1..=2 {
+        let recorded = f
+            .store
+            .record_failure(FailedPoll {
+                customer: &f.customer,
+                started_at: timestamp::now(),
+                http_status: Some(503),
+                error: "503 from the API",
+            })
+            .await
+            .unwrap();
+        assert_eq!(recorded.consecutive_failures, expected);
+    }
+    assert_eq!(f.snapshot().await, snapshot);
+    assert_eq!(f.changes().await, changes);
+    let (failures, error): (i64, String) =
+        sqlx::query_as("SELECT consecutive_failures, last_error FROM customers")
+            .fetch_one(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((failures, error.as_str()), (2, "503 from the API"));
+
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    let failures: i64 = sqlx::query_scalar("SELECT consecutive_failures FROM customers")
+        .fetch_one(f.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+}
+
+#[tokio::test]
+async fn the_change_log_refuses_updates_and_deletes() {
+    let f = fixture().await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    for sql in [
+        "UPDATE profile_changes SET profile_name = 'x'",
+        "DELETE FROM profile_changes",
+    ] {
+        let err = sqlx::query(sql).execute(f.store.pool()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(f.changes().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_doubled_change_row_is_impossible() {
+    let f = fixture().await;
+    let committed = f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    let err = sqlx::query(
+        "INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, detected_at) \
+         VALUES (?, ?, ?, 'added', 'x')",
+    )
+    .bind(committed.poll_id)
+    .bind(CUSTOMER)
+    .bind(A)
+    .execute(f.store.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[tokio::test]
+async fn old_polls_without_changes_are_pruned_and_the_rest_kept() {
+    let f = fixture().await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    assert_eq!(f.store.prune_polls(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(f.store.prune_polls(Duration::ZERO).await.unwrap(), 1);
+    let remaining: Vec<i64> = sqlx::query_scalar("SELECT added FROM polls")
+        .fetch_all(f.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(remaining, vec![1]);
+}
+
+#[tokio::test]
+async fn a_damaged_file_is_reported_with_restore_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let settings = StorageSettings {
+        database: path,
+        busy_timeout: Duration::from_secs(1),
+        poll_retention: Duration::from_secs(1),
+    };
+    let err = Store::open(&settings).await.unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+    assert!(err.to_string().contains(".backup"), "{err}");
+}
+
+#[tokio::test]
+async fn read_only_open_never_creates_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let err = Store::open_read_only(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }));
+    assert!(!path.exists());
+}
