@@ -333,7 +333,9 @@ mod tests {
     }
 
     fn basic(id: &str, name: &str, mode: i64, time: &str) -> Profile {
-        profile(json!({"profileId": id, "profileName": name, "scanMode": mode, "modifiedTime": time}))
+        profile(
+            json!({"profileId": id, "profileName": name, "scanMode": mode, "modifiedTime": time}),
+        )
     }
 
     fn snapshot(profiles: &[Profile]) -> Previous {
@@ -371,7 +373,11 @@ mod tests {
     fn a_new_profile_after_history_is_not_baseline() {
         let one = basic(A, "One", 0, "2025-01-01T00:00:00Z");
         let two = basic(B, "Two", 1, "2025-01-02T00:00:00Z");
-        let outcome = diff(&snapshot(&[one.clone()]), vec![one, two], &Rules::default());
+        let outcome = diff(
+            &snapshot(std::slice::from_ref(&one)),
+            vec![one, two],
+            &Rules::default(),
+        );
         assert_eq!(kinds(&outcome), vec![(ChangeKind::Added, B.into(), false)]);
         assert_eq!(outcome.changes[0].changed_fields, None);
     }
@@ -380,12 +386,25 @@ mod tests {
     fn a_renamed_profile_is_changed_with_its_fields_and_old_values() {
         let old = basic(A, "One", 0, "2025-01-01T00:00:00Z");
         let new = basic(A, "Uno", 1, "2025-01-02T00:00:00Z");
-        let outcome = diff(&snapshot(&[old.clone()]), vec![new.clone()], &Rules::default());
-        assert_eq!(kinds(&outcome), vec![(ChangeKind::Changed, A.into(), false)]);
+        let outcome = diff(
+            &snapshot(std::slice::from_ref(&old)),
+            vec![new.clone()],
+            &Rules::default(),
+        );
+        assert_eq!(
+            kinds(&outcome),
+            vec![(ChangeKind::Changed, A.into(), false)]
+        );
         let change = &outcome.changes[0];
         assert_eq!(
             change.changed_fields.as_deref(),
-            Some(&["modifiedTime".to_owned(), "profileName".into(), "scanMode".into()][..])
+            Some(
+                &[
+                    "modifiedTime".to_owned(),
+                    "profileName".into(),
+                    "scanMode".into()
+                ][..]
+            )
         );
         assert_eq!(change.previous.as_ref(), Some(&old));
         assert_eq!(change.profile, new);
@@ -395,8 +414,10 @@ mod tests {
     #[test]
     fn formatting_only_differences_refresh_the_snapshot_silently() {
         let old = basic(A, "One", 0, "2025-01-01T00:00:00Z");
-        let new = profile(json!({"modifiedTime": "2025-01-01T00:00:00.000Z", "scanMode": 0,
-                                 "profileName": "One", "profileId": A.to_uppercase()}));
+        let new = profile(
+            json!({"modifiedTime": "2025-01-01T00:00:00.000Z", "scanMode": 0,
+                                 "profileName": "One", "profileId": A.to_uppercase()}),
+        );
         let outcome = diff(&snapshot(&[old]), vec![new.clone()], &Rules::default());
         assert!(outcome.changes.is_empty());
         assert_eq!(outcome.ops, vec![SnapshotOp::Put(new)]);
@@ -405,8 +426,10 @@ mod tests {
     #[test]
     fn key_order_alone_changes_nothing_at_all() {
         let old = basic(A, "One", 0, "2025-01-01T00:00:00Z");
-        let new = profile(json!({"scanMode": 0, "modifiedTime": "2025-01-01T00:00:00Z",
-                                 "profileName": "One", "profileId": A}));
+        let new = profile(
+            json!({"scanMode": 0, "modifiedTime": "2025-01-01T00:00:00Z",
+                                 "profileName": "One", "profileId": A}),
+        );
         let outcome = diff(&snapshot(&[old]), vec![new], &Rules::default());
         assert!(outcome.changes.is_empty());
         assert!(outcome.ops.is_empty());
@@ -448,13 +471,25 @@ mod tests {
     fn a_missing_profile_is_removed_with_its_last_values() {
         let one = basic(A, "One", 0, "2025-01-01T00:00:00Z");
         let two = basic(B, "Two", 1, "2025-01-01T00:00:00Z");
-        let outcome = diff(&snapshot(&[one.clone(), two.clone()]), vec![one], &Rules::default());
-        assert_eq!(kinds(&outcome), vec![(ChangeKind::Removed, B.into(), false)]);
+        let outcome = diff(
+            &snapshot(&[one.clone(), two.clone()]),
+            vec![one],
+            &Rules::default(),
+        );
+        assert_eq!(
+            kinds(&outcome),
+            vec![(ChangeKind::Removed, B.into(), false)]
+        );
         let change = &outcome.changes[0];
         assert_eq!(change.profile, two);
         assert_eq!(change.previous, None);
         assert_eq!(change.changed_fields, None);
-        assert_eq!(outcome.ops, vec![SnapshotOp::Delete { profile_id: B.into() }]);
+        assert_eq!(
+            outcome.ops,
+            vec![SnapshotOp::Delete {
+                profile_id: B.into()
+            }]
+        );
     }
 
     #[test]
@@ -472,7 +507,10 @@ mod tests {
         assert!(!first.settled);
         assert_eq!(
             first.ops,
-            vec![SnapshotOp::Missing { profile_id: B.into(), missing_polls: 1 }]
+            vec![SnapshotOp::Missing {
+                profile_id: B.into(),
+                missing_polls: 1
+            }]
         );
 
         previous.snapshot[1].missing_polls = 1;
@@ -484,7 +522,7 @@ mod tests {
     #[test]
     fn a_profile_back_before_its_removal_is_confirmed_is_not_a_change() {
         let one = basic(A, "One", 0, "2025-01-01T00:00:00Z");
-        let mut previous = snapshot(&[one.clone()]);
+        let mut previous = snapshot(std::slice::from_ref(&one));
         previous.snapshot[0].missing_polls = 1;
         let rules = Rules {
             removal_confirmations: 3,
@@ -510,7 +548,7 @@ mod tests {
     #[test]
     fn an_empty_list_is_held_until_confirmed() {
         let one = basic(A, "One", 0, "2025-01-01T00:00:00Z");
-        let mut previous = snapshot(&[one.clone()]);
+        let mut previous = snapshot(std::slice::from_ref(&one));
         let rules = Rules::default();
 
         let first = diff(&previous, vec![], &rules);
@@ -518,19 +556,27 @@ mod tests {
         assert!(first.ops.is_empty());
         assert_eq!(first.empty_streak, 1);
         assert!(!first.settled);
-        assert!(matches!(first.warnings[..], [Warning::EmptyListHeld { streak: 1, .. }]));
+        assert!(matches!(
+            first.warnings[..],
+            [Warning::EmptyListHeld { streak: 1, .. }]
+        ));
 
         previous.empty_streak = 1;
         let second = diff(&previous, vec![], &rules);
         assert_eq!(kinds(&second), vec![(ChangeKind::Removed, A.into(), false)]);
-        assert_eq!(second.ops, vec![SnapshotOp::Delete { profile_id: A.into() }]);
+        assert_eq!(
+            second.ops,
+            vec![SnapshotOp::Delete {
+                profile_id: A.into()
+            }]
+        );
         assert_eq!(second.empty_streak, 0);
     }
 
     #[test]
     fn a_non_empty_list_resets_the_empty_streak() {
         let one = basic(A, "One", 0, "2025-01-01T00:00:00Z");
-        let mut previous = snapshot(&[one.clone()]);
+        let mut previous = snapshot(std::slice::from_ref(&one));
         previous.empty_streak = 1;
         let outcome = diff(&previous, vec![one], &Rules::default());
         assert_eq!(outcome.empty_streak, 0);
@@ -550,7 +596,10 @@ mod tests {
         let old = basic(A, "One", 0, "2025-02-01T00:00:00Z");
         let new = basic(A, "One", 0, "2025-01-01T00:00:00Z");
         let outcome = diff(&snapshot(&[old]), vec![new], &Rules::default());
-        assert_eq!(kinds(&outcome), vec![(ChangeKind::Changed, A.into(), false)]);
+        assert_eq!(
+            kinds(&outcome),
+            vec![(ChangeKind::Changed, A.into(), false)]
+        );
         assert!(matches!(
             &outcome.warnings[..],
             [Warning::ModifiedTimeBackwards { old, new, .. }]
@@ -578,7 +627,10 @@ mod tests {
         assert_eq!(list, vec![one]);
         assert_eq!(
             warnings,
-            vec![Warning::DuplicateMerged { profile_id: A.into(), copies: 2 }]
+            vec![Warning::DuplicateMerged {
+                profile_id: A.into(),
+                copies: 2
+            }]
         );
     }
 
@@ -588,7 +640,9 @@ mod tests {
         let other = basic(A, "Other", 0, "2025-01-01T00:00:00Z");
         assert_eq!(
             dedupe(vec![one, other]),
-            Err(DiffError::ConflictingDuplicate { profile_id: A.into() })
+            Err(DiffError::ConflictingDuplicate {
+                profile_id: A.into()
+            })
         );
     }
 }

@@ -1,10 +1,11 @@
 //! scanwatch: watches the scan profiles of AvePoint Elements customers and keeps
 //! an exact, append-only history of every profile added, changed or removed.
 
-pub mod simulator;
+pub mod api;
 pub mod config;
 pub mod customer;
 pub mod diff;
 pub mod profile;
-pub mod timestamp;
+pub mod simulator;
 pub mod store;
+pub mod timestamp;

@@ -170,7 +170,10 @@ mod tests {
             profile.modified_time.as_deref(),
             Some("2025-09-11T03:19:14.000000Z")
         );
-        assert_eq!(profile.raw["profileId"], "47DBA9A1-1004-4C2D-B2CE-8F5E66F5842D");
+        assert_eq!(
+            profile.raw["profileId"],
+            "47DBA9A1-1004-4C2D-B2CE-8F5E66F5842D"
+        );
     }
 
     #[test]
@@ -188,19 +191,37 @@ mod tests {
     #[test]
     fn a_scan_mode_given_as_text_is_refused() {
         let err = Profile::parse(0, json!({"profileId": "a", "scanMode": "1"})).unwrap_err();
-        assert!(matches!(err, ProfileError::WrongType { field: "scanMode", .. }));
+        assert!(matches!(
+            err,
+            ProfileError::WrongType {
+                field: "scanMode",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn a_fractional_scan_mode_is_refused() {
         let err = Profile::parse(0, json!({"profileId": "a", "scanMode": 1.5})).unwrap_err();
-        assert!(matches!(err, ProfileError::WrongType { field: "scanMode", .. }));
+        assert!(matches!(
+            err,
+            ProfileError::WrongType {
+                field: "scanMode",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn a_numeric_name_is_refused() {
         let err = Profile::parse(0, json!({"profileId": "a", "profileName": 7})).unwrap_err();
-        assert!(matches!(err, ProfileError::WrongType { field: "profileName", .. }));
+        assert!(matches!(
+            err,
+            ProfileError::WrongType {
+                field: "profileName",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -140,7 +140,10 @@ impl CertificateSettings {
 
 fn is_pkcs12_path(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("pfx" | "p12")
     )
 }
@@ -368,7 +371,11 @@ impl ConfigFile {
                 )
             })?,
         };
-        let base_url = api_url("api.base_url", raw.base_url.as_deref(), environment.base_url())?;
+        let base_url = api_url(
+            "api.base_url",
+            raw.base_url.as_deref(),
+            environment.base_url(),
+        )?;
         let token_url = api_url(
             "api.token_url",
             raw.token_url.as_deref(),
@@ -429,14 +436,20 @@ impl ConfigFile {
             })?
             .to_owned();
 
-        let secret_file = raw.client_secret_file.as_deref().map(|p| self.resolve_path(p));
+        let secret_file = raw
+            .client_secret_file
+            .as_deref()
+            .map(|p| self.resolve_path(p));
         let secret = secret::lookup(
             "auth",
             "client_secret",
             raw.client_secret.as_deref(),
             secret_file.as_deref(),
         )?;
-        let certificate = raw.certificate_file.as_deref().map(|p| self.resolve_path(p));
+        let certificate = raw
+            .certificate_file
+            .as_deref()
+            .map(|p| self.resolve_path(p));
 
         let credential = match (secret, certificate) {
             (Some(_), Some(_)) => {
@@ -446,7 +459,9 @@ impl ConfigFile {
                 ))
             }
             (Some(secret), None) => Credential::ClientSecret(secret),
-            (None, Some(certificate_file)) => Credential::Certificate(self.certificate(certificate_file)?),
+            (None, Some(certificate_file)) => {
+                Credential::Certificate(self.certificate(certificate_file)?)
+            }
             (None, None) => match secret::systemd_credential("client_secret")? {
                 Some(secret) => Credential::ClientSecret(secret),
                 None => {
@@ -466,7 +481,10 @@ impl ConfigFile {
 
     fn certificate(&self, certificate_file: PathBuf) -> Result<CertificateSettings, ConfigError> {
         let raw = &self.raw.auth;
-        let private_key_file = raw.private_key_file.as_deref().map(|p| self.resolve_path(p));
+        let private_key_file = raw
+            .private_key_file
+            .as_deref()
+            .map(|p| self.resolve_path(p));
         let password_file = raw
             .certificate_password_file
             .as_deref()
@@ -530,8 +548,12 @@ impl ConfigFile {
 
     pub fn detection(&self) -> Result<Rules, ConfigError> {
         let raw = &self.raw.detection;
-        let ignore_fields: BTreeSet<String> =
-            raw.ignore_fields.clone().unwrap_or_default().into_iter().collect();
+        let ignore_fields: BTreeSet<String> = raw
+            .ignore_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         if ignore_fields.contains(crate::profile::field::ID) {
             return Err(invalid(
                 "detection.ignore_fields",

@@ -160,9 +160,17 @@ mod tests {
 
     #[test]
     fn a_missing_secret_file_names_its_key() {
-        let err = lookup("auth", "client_secret", None, Some(Path::new("/nonexistent/s")))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("auth.client_secret_file:"), "{err}");
+        let err = lookup(
+            "auth",
+            "client_secret",
+            None,
+            Some(Path::new("/nonexistent/s")),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("auth.client_secret_file:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ fn a_relative_database_is_resolved_against_the_config_folder() {
 #[test]
 fn an_unknown_key_is_named() {
     let err = error_of(&format!("{}\n[api]\ntimeot = \"5s\"\n", minimal()));
-    assert!(err.starts_with("api.timeot") || err.contains("timeot"), "{err}");
+    assert!(
+        err.starts_with("api.timeot") || err.contains("timeot"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn an_unknown_section_is_refused() {
 
 #[test]
 fn a_bad_duration_names_its_key() {
-    let err = error_of(&format!("{}\n[schedule]\ninterval = \"often\"\n", minimal()));
+    let err = error_of(&format!(
+        "{}\n[schedule]\ninterval = \"often\"\n",
+        minimal()
+    ));
     assert!(err.starts_with("schedule.interval:"), "{err}");
 }
 
@@ -95,7 +101,11 @@ fn an_invalid_customer_id_names_its_position() {
 
 #[test]
 fn a_customer_listed_twice_is_refused() {
-    let text = format!("{}\n[[customers]]\nid = \"{}\"\n", minimal(), ID.to_uppercase());
+    let text = format!(
+        "{}\n[[customers]]\nid = \"{}\"\n",
+        minimal(),
+        ID.to_uppercase()
+    );
     let err = error_of(&text);
     assert!(err.starts_with("customers[1].id:"), "{err}");
 }
@@ -123,10 +133,26 @@ fn plain_http_is_allowed_on_loopback() {
 #[test]
 fn each_environment_selects_both_urls() {
     for (name, api, token) in [
-        ("commercial", "graph.avepointonlineservices.com", "identity.avepointonlineservices.com"),
-        ("gov", "graph-gov.avepointonlineservices.com", "identity-gov.avepointonlineservices.com"),
-        ("aos2", "graph-aos2.avepointonlineservices.com", "identity-aos2.avepointonlineservices.com"),
-        ("fedramp", "graphusgovapi.online15.net", "identity.online15.net"),
+        (
+            "commercial",
+            "graph.avepointonlineservices.com",
+            "identity.avepointonlineservices.com",
+        ),
+        (
+            "gov",
+            "graph-gov.avepointonlineservices.com",
+            "identity-gov.avepointonlineservices.com",
+        ),
+        (
+            "aos2",
+            "graph-aos2.avepointonlineservices.com",
+            "identity-aos2.avepointonlineservices.com",
+        ),
+        (
+            "fedramp",
+            "graphusgovapi.online15.net",
+            "identity.online15.net",
+        ),
     ] {
         let text = format!("{}\n[api]\nenvironment = \"{name}\"\n", minimal());
         let api_settings = load(&text).unwrap().api().unwrap();
@@ -143,7 +169,10 @@ fn an_explicit_url_overrides_the_environment() {
         minimal()
     );
     let api = load(&text).unwrap().api().unwrap();
-    assert_eq!(api.base_url.host_str(), Some("graph-gov.avepointonlineservices.com"));
+    assert_eq!(
+        api.base_url.host_str(),
+        Some("graph-gov.avepointonlineservices.com")
+    );
     assert_eq!(api.token_url.as_str(), "https://id.example.com/t");
 }
 
@@ -223,7 +252,10 @@ fn jitter_must_be_shorter_than_the_interval() {
 
 #[test]
 fn zero_confirmations_are_refused() {
-    let err = error_of(&format!("{}\n[detection]\nremoval_confirmations = 0\n", minimal()));
+    let err = error_of(&format!(
+        "{}\n[detection]\nremoval_confirmations = 0\n",
+        minimal()
+    ));
     assert!(err.starts_with("detection.removal_confirmations:"), "{err}");
 }
 
@@ -235,14 +267,20 @@ fn a_bad_log_format_is_named() {
 
 #[test]
 fn a_bad_metrics_address_is_named() {
-    let err = error_of(&format!("{}\n[metrics]\nlisten = \"everywhere\"\n", minimal()));
+    let err = error_of(&format!(
+        "{}\n[metrics]\nlisten = \"everywhere\"\n",
+        minimal()
+    ));
     assert!(err.starts_with("metrics.listen:"), "{err}");
 }
 
 #[test]
 fn zero_requests_per_second_means_no_cap() {
     let text = format!("{}\n[api]\nmax_requests_per_second = 0\n", minimal());
-    assert_eq!(load(&text).unwrap().api().unwrap().max_requests_per_second, None);
+    assert_eq!(
+        load(&text).unwrap().api().unwrap().max_requests_per_second,
+        None
+    );
 }
 
 #[test]

@@ -213,10 +213,11 @@ impl Store {
         let now = timestamp::now();
         let customer_id = list.customer.id.as_str();
 
-        let state = sqlx::query("SELECT empty_streak, list_hash FROM customers WHERE customer_id = ?")
-            .bind(customer_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let state =
+            sqlx::query("SELECT empty_streak, list_hash FROM customers WHERE customer_id = ?")
+                .bind(customer_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let (empty_streak, stored_hash) = match &state {
             Some(row) => (
                 row.get::<i64, _>(0) as u32,
@@ -293,7 +294,10 @@ impl Store {
 
     /// Records a failed poll: its `polls` row and the customer's failure
     /// state, and nothing else.
-    pub async fn record_failure(&self, poll: FailedPoll<'_>) -> Result<RecordedFailure, StoreError> {
+    pub async fn record_failure(
+        &self,
+        poll: FailedPoll<'_>,
+    ) -> Result<RecordedFailure, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = timestamp::now();
         let customer_id = poll.customer.id.as_str();

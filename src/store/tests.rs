@@ -90,10 +90,7 @@ async fn the_first_list_is_recorded_as_baseline_additions() {
     assert_eq!(committed.outcome.changes.len(), 2);
     assert_eq!(
         f.changes().await,
-        vec![
-            ("added".into(), A.into(), 1),
-            ("added".into(), B.into(), 1)
-        ]
+        vec![("added".into(), A.into(), 1), ("added".into(), B.into(), 1)]
     );
     let (outcome, added, profiles): (String, i64, i64) =
         sqlx::query_as("SELECT outcome, added, profiles FROM polls WHERE poll_id = ?")
@@ -102,13 +99,12 @@ async fn the_first_list_is_recorded_as_baseline_additions() {
             .await
             .unwrap();
     assert_eq!((outcome.as_str(), added, profiles), ("ok", 2, 2));
-    let (name, failures): (Option<String>, i64) = sqlx::query_as(
-        "SELECT name, consecutive_failures FROM customers WHERE customer_id = ?",
-    )
-    .bind(CUSTOMER)
-    .fetch_one(f.store.pool())
-    .await
-    .unwrap();
+    let (name, failures): (Option<String>, i64) =
+        sqlx::query_as("SELECT name, consecutive_failures FROM customers WHERE customer_id = ?")
+            .bind(CUSTOMER)
+            .fetch_one(f.store.pool())
+            .await
+            .unwrap();
     assert_eq!((name.as_deref(), failures), (Some("Contoso"), 0));
 }
 
@@ -133,7 +129,8 @@ async fn a_change_a_removal_and_a_readdition_are_recorded_in_order() {
         profile(B, "Two", 1, "2025-01-01T00:00:00Z"),
     ])
     .await;
-    f.commit(vec![profile(A, "Uno", 0, "2025-01-02T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "Uno", 0, "2025-01-02T00:00:00Z")])
+        .await;
     f.commit(vec![
         profile(A, "Uno", 0, "2025-01-02T00:00:00Z"),
         profile(B, "Two", 1, "2025-01-01T00:00:00Z"),
@@ -171,19 +168,30 @@ async fn a_change_a_removal_and_a_readdition_are_recorded_in_order() {
 #[tokio::test]
 async fn a_formatting_change_refreshes_raw_json_without_a_change() {
     let f = fixture().await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
-    f.commit(vec![profile(&A.to_uppercase(), "One", 0, "2025-01-01T00:00:00.000Z")])
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
         .await;
+    f.commit(vec![profile(
+        &A.to_uppercase(),
+        "One",
+        0,
+        "2025-01-01T00:00:00.000Z",
+    )])
+    .await;
     assert_eq!(f.changes().await.len(), 1);
     let snapshot = f.snapshot().await;
-    assert!(snapshot[0].2.contains("2025-01-01T00:00:00.000Z"), "{:?}", snapshot);
+    assert!(
+        snapshot[0].2.contains("2025-01-01T00:00:00.000Z"),
+        "{:?}",
+        snapshot
+    );
     assert_eq!(snapshot[0].0, A);
 }
 
 #[tokio::test]
 async fn an_empty_list_is_held_then_removes_everything() {
     let f = fixture().await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
     let held = f.commit(vec![]).await;
     assert!(held.outcome.changes.is_empty());
     assert_eq!(f.snapshot().await.len(), 1);
@@ -201,7 +209,8 @@ async fn an_empty_list_is_held_then_removes_everything() {
 #[tokio::test]
 async fn a_failure_touches_only_its_poll_row_and_the_customer_state() {
     let f = fixture().await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
     let snapshot = f.snapshot().await;
     let changes = f.changes().await;
     for expected in 1..=2 {
@@ -226,7 +235,8 @@ async fn a_failure_touches_only_its_poll_row_and_the_customer_state() {
             .unwrap();
     assert_eq!((failures, error.as_str()), (2, "503 from the API"));
 
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
     let failures: i64 = sqlx::query_scalar("SELECT consecutive_failures FROM customers")
         .fetch_one(f.store.pool())
         .await
@@ -237,7 +247,8 @@ async fn a_failure_touches_only_its_poll_row_and_the_customer_state() {
 #[tokio::test]
 async fn the_change_log_refuses_updates_and_deletes() {
     let f = fixture().await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
     for sql in [
         "UPDATE profile_changes SET profile_name = 'x'",
         "DELETE FROM profile_changes",
@@ -251,7 +262,9 @@ async fn the_change_log_refuses_updates_and_deletes() {
 #[tokio::test]
 async fn a_doubled_change_row_is_impossible() {
     let f = fixture().await;
-    let committed = f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
+    let committed = f
+        .commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
     let err = sqlx::query(
         "INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, detected_at) \
          VALUES (?, ?, ?, 'added', 'x')",
@@ -268,9 +281,17 @@ async fn a_doubled_change_row_is_impossible() {
 #[tokio::test]
 async fn old_polls_without_changes_are_pruned_and_the_rest_kept() {
     let f = fixture().await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
-    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")]).await;
-    assert_eq!(f.store.prune_polls(Duration::from_secs(3600)).await.unwrap(), 0);
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
+    f.commit(vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")])
+        .await;
+    assert_eq!(
+        f.store
+            .prune_polls(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(f.store.prune_polls(Duration::ZERO).await.unwrap(), 1);
     let remaining: Vec<i64> = sqlx::query_scalar("SELECT added FROM polls")
         .fetch_all(f.store.pool())

@@ -1,0 +1,253 @@
+//! Access tokens by the OAuth 2.0 client-credentials grant, through the
+//! `oauth2` crate.
+//!
+//! A token is cached until a minute before it expires, and the cache is
+//! behind an async mutex held during the refresh, so however many polls need
+//! a token at once the identity service sees one request. The token itself
+//! is an [`AccessToken`], whose `Debug` prints a redaction marker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AccessToken, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpClientError,
+    RequestTokenError, Scope, StandardErrorResponse, TokenResponse, TokenUrl,
+};
+use secrecy::ExposeSecret;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::limits::{backoff, Limits};
+use super::{error_chain, origin_of};
+use crate::config::{AuthSettings, Credential};
+
+type OAuthClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// Tokens are assumed to live an hour when the server does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// A token is replaced this long before it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "the token endpoint {url} refused the client credentials (invalid_client{description}); \
+         check auth.client_id and the client secret or certificate in Elements > API app registration"
+    )]
+    InvalidClient { url: String, description: String },
+    #[error(
+        "the token endpoint {url} refused the scope {scope:?} (invalid_scope{description}); \
+         check api.scope and that the app registration has that permission"
+    )]
+    InvalidScope {
+        url: String,
+        scope: String,
+        description: String,
+    },
+    #[error("the token endpoint {url} refused the request ({code}{description})")]
+    Refused {
+        url: String,
+        code: String,
+        description: String,
+    },
+    #[error("cannot reach the token endpoint {url}: {detail}; check api.token_url / api.environment and the network")]
+    Unreachable { url: String, detail: String },
+    #[error("the token endpoint {url} did not answer with a token ({detail})")]
+    BadResponse { url: String, detail: String },
+    #[error("cannot build the token request: {0}")]
+    Setup(String),
+}
+
+impl TokenError {
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Unreachable { .. } | TokenError::BadResponse { .. }
+        )
+    }
+}
+
+struct Cached {
+    token: AccessToken,
+    refresh_at: Instant,
+}
+
+/// Fetches and caches bearer tokens for one app registration.
+pub struct TokenSource {
+    oauth: OAuthClient,
+    http: reqwest::Client,
+    token_url: Url,
+    origin: String,
+    scope: String,
+    retries: u32,
+    limits: Arc<Limits>,
+    cache: Mutex<Option<Cached>>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("token_url", &self.token_url.as_str())
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub fn new(
+        auth: &AuthSettings,
+        token_url: &Url,
+        scope: &str,
+        retries: u32,
+        http: reqwest::Client,
+        limits: Arc<Limits>,
+    ) -> Result<TokenSource, TokenError> {
+        let mut oauth = BasicClient::new(ClientId::new(auth.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(token_url.clone()))
+            .set_auth_type(AuthType::RequestBody);
+        match &auth.credential {
+            Credential::ClientSecret(secret) => {
+                oauth = oauth
+                    .set_client_secret(ClientSecret::new(secret.value.expose_secret().to_owned()));
+            }
+            Credential::Certificate(_) => {
+                // Missing: the signed client assertion (private_key_jwt). Until
+                // it exists a certificate configuration is refused up front
+                // rather than sending a token request that cannot succeed.
+                return Err(TokenError::Setup(
+                    "certificate authentication is not supported by this build; \
+                     use auth.client_secret_file"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(TokenSource {
+            oauth,
+            http,
+            origin: origin_of(token_url),
+            token_url: token_url.clone(),
+            scope: scope.to_owned(),
+            retries,
+            limits,
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// A valid token, from the cache or freshly requested.
+    pub async fn token(&self) -> Result<AccessToken, TokenError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(cached) = cache.as_ref() {
+            if Instant::now() < cached.refresh_at {
+                return Ok(cached.token.clone());
+            }
+        }
+        let (token, lifetime) = self.request_with_retries().await?;
+        let keep = if lifetime > EXPIRY_MARGIN * 2 {
+            lifetime - EXPIRY_MARGIN
+        } else {
+            lifetime / 2
+        };
+        *cache = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + keep,
+        });
+        Ok(token)
+    }
+
+    /// Drops `stale` from the cache after the API refused it, unless another
+    /// poll already replaced it.
+    pub async fn invalidate(&self, stale: &AccessToken) {
+        let mut cache = self.cache.lock().await;
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.token.secret() == stale.secret())
+        {
+            *cache = None;
+        }
+    }
+
+    async fn request_with_retries(&self) -> Result<(AccessToken, Duration), TokenError> {
+        let mut attempt = 0;
+        loop {
+            self.limits.request_turn(&self.origin).await;
+            match self.request().await {
+                Ok(token) => {
+                    tracing::debug!(token_url = %self.token_url, "token issued");
+                    return Ok(token);
+                }
+                Err(error) if error.is_transient() && attempt < self.retries => {
+                    let wait = backoff(attempt);
+                    tracing::warn!(
+                        token_url = %self.token_url,
+                        attempt = attempt + 1,
+                        wait_ms = wait.as_millis() as u64,
+                        error = %error,
+                        "token request failed, retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn request(&self) -> Result<(AccessToken, Duration), TokenError> {
+        let response = self
+            .oauth
+            .exchange_client_credentials()
+            .add_scope(Scope::new(self.scope.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| self.describe(e))?;
+        let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
+        Ok((response.access_token().clone(), lifetime))
+    }
+
+    fn describe(
+        &self,
+        error: RequestTokenError<
+            HttpClientError<reqwest::Error>,
+            StandardErrorResponse<BasicErrorResponseType>,
+        >,
+    ) -> TokenError {
+        let url = self.token_url.to_string();
+        match error {
+            RequestTokenError::ServerResponse(response) => {
+                let description = response
+                    .error_description()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                match response.error() {
+                    BasicErrorResponseType::InvalidClient => {
+                        TokenError::InvalidClient { url, description }
+                    }
+                    BasicErrorResponseType::InvalidScope => TokenError::InvalidScope {
+                        url,
+                        scope: self.scope.clone(),
+                        description,
+                    },
+                    other => TokenError::Refused {
+                        url,
+                        code: other.as_ref().to_owned(),
+                        description,
+                    },
+                }
+            }
+            RequestTokenError::Request(e) => TokenError::Unreachable {
+                url,
+                detail: error_chain(&e),
+            },
+            // The body is not quoted: whatever the server sent back is not
+            // ours to print, and might hold a token.
+            RequestTokenError::Parse(e, _) => TokenError::BadResponse {
+                url,
+                detail: format!("the body is not a token response: {}", e.inner()),
+            },
+            RequestTokenError::Other(detail) => TokenError::BadResponse { url, detail },
+        }
+    }
+}

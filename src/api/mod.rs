@@ -1,0 +1,607 @@
+//! The AvePoint Graph API client: tokens, limits, retries, paging and body
+//! validation, for one call, the customer's scan-profile list.
+//!
+//! Every rule about how scanwatch talks to the API lives here, so `poll`,
+//! `run` and `check-config --probe` all get them: the bearer token is only
+//! ever sent to the API's own origin (redirects are refused and next links to
+//! another origin fail the poll), bodies are capped, and a response that is
+//! not a complete list of valid profiles is an error, never an empty list.
+
+mod auth;
+mod limits;
+mod shapes;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+pub use auth::{TokenError, TokenSource};
+pub use limits::Limits;
+use shapes::{parse_page, Page, ShapeError};
+
+use crate::config::{ApiSettings, AuthSettings, Endpoint};
+use crate::customer::CustomerId;
+use crate::profile::{Profile, ProfileError};
+
+/// Bodies larger than this are refused: no scan-profile list comes near it,
+/// and an unbounded read would let a broken server exhaust memory.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Items asked for per page of the batch endpoint (the API's maximum).
+const BATCH_PAGE_SIZE: u32 = 100;
+
+/// Why a list could not be fetched. The message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("{message}")]
+    Status { status: u16, message: String },
+    #[error("{0}")]
+    Transport(String),
+    #[error(
+        "the API asked to wait {} (Retry-After on a {status}), longer than api.max_retry_after ({}); \
+         the poll is given up",
+        humantime::format_duration(*wait), humantime::format_duration(*max)
+    )]
+    RetryAfterTooLong {
+        status: u16,
+        wait: Duration,
+        max: Duration,
+    },
+    #[error("the response body is larger than {limit} bytes; refused")]
+    TooLarge { status: u16, limit: usize },
+    #[error("the API answered {status} with a body scanwatch cannot read: {source}")]
+    Shape { status: u16, source: ShapeError },
+    #[error("the API answered {status} with an invalid profile: {source}")]
+    Profile { status: u16, source: ProfileError },
+    #[error("{message}")]
+    Paging { status: u16, message: String },
+}
+
+impl FetchError {
+    /// The HTTP status behind the failure, when there was a response.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            FetchError::Token(_) | FetchError::Transport(_) => None,
+            FetchError::Status { status, .. }
+            | FetchError::RetryAfterTooLong { status, .. }
+            | FetchError::TooLarge { status, .. }
+            | FetchError::Shape { status, .. }
+            | FetchError::Profile { status, .. }
+            | FetchError::Paging { status, .. } => Some(*status),
+        }
+    }
+}
+
+/// A complete, validated list.
+#[derive(Debug)]
+pub struct FetchedList {
+    pub profiles: Vec<Profile>,
+    pub http_status: u16,
+    pub pages: u32,
+}
+
+/// A response read whole.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    settings: ApiSettings,
+    origin: String,
+    tokens: TokenSource,
+    limits: Arc<Limits>,
+    body_limit: usize,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base_url", &self.settings.base_url.as_str())
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    pub fn new(api: &ApiSettings, auth: &AuthSettings) -> Result<ApiClient, TokenError> {
+        let http = reqwest::Client::builder()
+            .timeout(api.timeout)
+            .connect_timeout(api.timeout)
+            // A redirect could carry the bearer token to another host; the
+            // API has no reason to redirect, so any redirect is an error.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("scanwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TokenError::Setup(error_chain(&e)))?;
+        let limits = Arc::new(Limits::new(
+            api.max_concurrency,
+            api.max_requests_per_second,
+        ));
+        let tokens = TokenSource::new(
+            auth,
+            &api.token_url,
+            &api.scope,
+            api.retries,
+            http.clone(),
+            Arc::clone(&limits),
+        )?;
+        Ok(ApiClient {
+            http,
+            origin: origin_of(&api.base_url),
+            settings: api.clone(),
+            tokens,
+            limits,
+            body_limit: BODY_LIMIT,
+        })
+    }
+
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    /// The URL of a customer's list; the ID is a validated GUID, so it cannot
+    /// change the path.
+    pub fn list_url(&self, customer: &CustomerId) -> Url {
+        let mut url = self.settings.base_url.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .pop_if_empty()
+            .extend([
+                "partner",
+                "external",
+                "v3",
+                "general",
+                "customers",
+                customer.as_str(),
+                "scan-profiles",
+            ]);
+        url
+    }
+
+    /// Fetches a customer's complete list, following every page.
+    ///
+    /// Holds one of the `max_concurrency` places for the whole fetch.
+    pub async fn fetch_profiles(&self, customer: &CustomerId) -> Result<FetchedList, FetchError> {
+        let _permit = self.limits.poll_permit().await;
+        self.fetch_pages(customer, self.settings.max_pages).await
+    }
+
+    /// Fetches only the first page: enough for `check-config --probe` to
+    /// prove that the token, the permission and the endpoint work.
+    pub async fn probe(&self, customer: &CustomerId) -> Result<FetchedList, FetchError> {
+        let _permit = self.limits.poll_permit().await;
+        match self.fetch_pages(customer, 1).await {
+            Err(FetchError::Paging { status, .. }) => Ok(FetchedList {
+                profiles: Vec::new(),
+                http_status: status,
+                pages: 1,
+            }),
+            other => other,
+        }
+    }
+
+    async fn fetch_pages(
+        &self,
+        customer: &CustomerId,
+        max_pages: u32,
+    ) -> Result<FetchedList, FetchError> {
+        let items = match self.settings.endpoint {
+            Endpoint::List => self.fetch_linked(customer, max_pages).await?,
+            Endpoint::Batch => self.fetch_indexed(customer, max_pages).await?,
+        };
+        let (status, pages, items) = items;
+        let profiles = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| Profile::parse(i, item))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| FetchError::Profile { status, source })?;
+        Ok(FetchedList {
+            profiles,
+            http_status: status,
+            pages,
+        })
+    }
+
+    /// `GET .../scan-profiles`, following `@odata.nextLink` / `nextLink`.
+    async fn fetch_linked(
+        &self,
+        customer: &CustomerId,
+        max_pages: u32,
+    ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
+        let mut url = self.list_url(customer);
+        let mut visited = HashSet::new();
+        let mut items = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            visited.insert(url.to_string());
+            let answer = self.send(Method::GET, &url).await?;
+            let status = answer.status.as_u16();
+            let page =
+                parse_page(&answer.body).map_err(|source| FetchError::Shape { status, source })?;
+            let next = match page {
+                Page::Array(page_items) => {
+                    items.extend(page_items);
+                    None
+                }
+                Page::OData {
+                    items: page_items,
+                    next_link,
+                } => {
+                    items.extend(page_items);
+                    next_link
+                }
+                Page::DataMetadata {
+                    items: page_items,
+                    total_count,
+                    next_link,
+                } => {
+                    let empty = page_items.is_empty();
+                    items.extend(page_items);
+                    if items.len() as u64 >= total_count {
+                        None
+                    } else if next_link.is_none() || empty {
+                        return Err(short_list(status, items.len(), total_count));
+                    } else {
+                        next_link
+                    }
+                }
+            };
+            let Some(link) = next else {
+                return Ok((status, pages, items));
+            };
+            if pages >= max_pages {
+                return Err(FetchError::Paging {
+                    status,
+                    message: format!(
+                        "the list still had a next link after {pages} pages (api.max_pages); \
+                         refusing to read further"
+                    ),
+                });
+            }
+            url = self.next_url(&url, &link, status)?;
+            if visited.contains(url.as_str()) {
+                return Err(FetchError::Paging {
+                    status,
+                    message: format!(
+                        "the next link {url} points at a page already read (a paging loop)"
+                    ),
+                });
+            }
+        }
+    }
+
+    /// `POST .../scan-profiles/batch?pageIndex=N&pageSize=100` until the items
+    /// received reach `metadata.totalCount`.
+    async fn fetch_indexed(
+        &self,
+        customer: &CustomerId,
+        max_pages: u32,
+    ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
+        let mut base = self.list_url(customer);
+        base.path_segments_mut()
+            .expect("an http(s) URL has a path")
+            .push("batch");
+        let mut items = Vec::new();
+        let mut page_index = 1;
+        loop {
+            let mut url = base.clone();
+            url.query_pairs_mut()
+                .append_pair("pageIndex", &page_index.to_string())
+                .append_pair("pageSize", &BATCH_PAGE_SIZE.to_string());
+            let answer = self.send(Method::POST, &url).await?;
+            let status = answer.status.as_u16();
+            let page =
+                parse_page(&answer.body).map_err(|source| FetchError::Shape { status, source })?;
+            let (page_items, total_count) = match page {
+                Page::DataMetadata {
+                    items, total_count, ..
+                } => (items, total_count),
+                // A bare array is a complete list whatever the endpoint.
+                Page::Array(items) => return Ok((status, page_index, items)),
+                Page::OData { .. } => {
+                    return Err(FetchError::Shape {
+                        status,
+                        source: ShapeError::Unknown(
+                            "an OData envelope from the batch endpoint".to_owned(),
+                        ),
+                    })
+                }
+            };
+            let empty = page_items.is_empty();
+            items.extend(page_items);
+            if items.len() as u64 >= total_count {
+                return Ok((status, page_index, items));
+            }
+            if empty {
+                return Err(short_list(status, items.len(), total_count));
+            }
+            if page_index >= max_pages {
+                return Err(FetchError::Paging {
+                    status,
+                    message: format!(
+                        "{} of {total_count} profiles after {page_index} pages (api.max_pages); \
+                         refusing to read further",
+                        items.len()
+                    ),
+                });
+            }
+            page_index += 1;
+        }
+    }
+
+    /// Resolves a next link and refuses one that leaves the API's origin:
+    /// the request would carry the bearer token to that host.
+    fn next_url(&self, current: &Url, link: &str, status: u16) -> Result<Url, FetchError> {
+        let next = current.join(link).map_err(|e| FetchError::Paging {
+            status,
+            message: format!("the next link {link:?} is not a URL ({e})"),
+        })?;
+        if origin_of(&next) != self.origin {
+            return Err(FetchError::Paging {
+                status,
+                message: format!(
+                    "the next link points at {}, outside the API's origin {}; \
+                     not followed, so the token is not sent there",
+                    origin_of(&next),
+                    self.origin
+                ),
+            });
+        }
+        Ok(next)
+    }
+
+    /// Sends one API request with the bearer token, retrying what is worth
+    /// retrying, and returns a successful response read whole.
+    async fn send(&self, method: Method, url: &Url) -> Result<Answer, FetchError> {
+        debug_assert_eq!(origin_of(url), self.origin);
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token().await?;
+            self.limits.request_turn(&self.origin).await;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(AUTHORIZATION, format!("Bearer {}", token.secret()));
+            if method == Method::POST {
+                request = request.header(CONTENT_TYPE, "application/json").body("{}");
+            }
+            let failure = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::UNAUTHORIZED && !refreshed {
+                        // The token may have been revoked early: one fresh
+                        // token, one more try, not counted as a retry.
+                        tracing::debug!(url = %url, "401 from the API, refreshing the token");
+                        self.tokens.invalidate(&token).await;
+                        refreshed = true;
+                        continue;
+                    }
+                    if status.is_success() {
+                        match read_body(response, self.body_limit).await {
+                            Ok(body) => return Ok(Answer { status, body }),
+                            Err(BodyError::TooLarge) => {
+                                return Err(FetchError::TooLarge {
+                                    status: status.as_u16(),
+                                    limit: self.body_limit,
+                                })
+                            }
+                            Err(BodyError::Read(detail)) => Failure::Transient {
+                                status: Some(status),
+                                retry_after: None,
+                                message: format!(
+                                    "the response from {url} broke off while it was read: {detail}"
+                                ),
+                            },
+                        }
+                    } else {
+                        self.classify(url, status, response).await
+                    }
+                }
+                Err(e) => Failure::Transient {
+                    status: None,
+                    retry_after: None,
+                    message: format!("request to {url} failed: {}", error_chain(&e)),
+                },
+            };
+
+            let (status, retry_after, message) = match failure {
+                Failure::Final(error) => return Err(error),
+                Failure::Transient {
+                    status,
+                    retry_after,
+                    message,
+                } => (status, retry_after, message),
+            };
+            let status_code = status.map(|s| s.as_u16());
+            if let Some(wait) = retry_after {
+                if wait > self.settings.max_retry_after {
+                    return Err(FetchError::RetryAfterTooLong {
+                        status: status_code.unwrap_or(0),
+                        wait,
+                        max: self.settings.max_retry_after,
+                    });
+                }
+            }
+            if attempt >= self.settings.retries {
+                let message = format!("{message} (gave up after {} attempts)", attempt + 1);
+                return Err(match status_code {
+                    Some(status) => FetchError::Status { status, message },
+                    None => FetchError::Transport(message),
+                });
+            }
+            let wait = match retry_after {
+                Some(wait) => {
+                    self.limits.pause(&self.origin, wait);
+                    wait
+                }
+                None => limits::backoff(attempt),
+            };
+            tracing::warn!(
+                url = %url,
+                http_status = status_code,
+                attempt = attempt + 1,
+                wait_ms = wait.as_millis() as u64,
+                retry_after = retry_after.is_some(),
+                error = %message,
+                "request failed, retrying"
+            );
+            if retry_after.is_none() {
+                tokio::time::sleep(wait).await;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Decides what an unsuccessful status means and says what to check.
+    async fn classify(
+        &self,
+        url: &Url,
+        status: StatusCode,
+        response: reqwest::Response,
+    ) -> Failure {
+        let code = status.as_u16();
+        let request_id = request_id(response.headers());
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| limits::parse_retry_after(v, SystemTime::now()));
+        let excerpt = read_body(response, 4096)
+            .await
+            .map(|body| excerpt(&body))
+            .unwrap_or_default();
+        let message = match code {
+            401 => format!(
+                "401 from the API even with a fresh token{request_id}: the token was refused; \
+                 check that api.environment matches the tenant of the app registration"
+            ),
+            403 => format!(
+                "403 from the API{request_id}: the app registration lacks the permission {} \
+                 or this customer is outside its customer scope",
+                self.settings.scope
+            ),
+            404 => format!(
+                "404 from the API for {url}{request_id}: the customer or the endpoint was not found; \
+                 check the customer ID and the api.endpoint setting (\"{}\"), as AvePoint has \
+                 moved this endpoint before",
+                match self.settings.endpoint {
+                    Endpoint::List => "list",
+                    Endpoint::Batch => "batch",
+                }
+            ),
+            400 => format!("400 Bad Request from the API for {url}{request_id}{excerpt}"),
+            _ => format!("{status} from the API for {url}{request_id}{excerpt}"),
+        };
+        if matches!(code, 429 | 500 | 502 | 503 | 504) {
+            Failure::Transient {
+                status: Some(status),
+                retry_after,
+                message,
+            }
+        } else {
+            Failure::Final(FetchError::Status {
+                status: code,
+                message,
+            })
+        }
+    }
+}
+
+enum Failure {
+    Transient {
+        status: Option<StatusCode>,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    Final(FetchError),
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads a body up to `limit` bytes, refusing a larger one without reading it all.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn short_list(status: u16, received: usize, total: u64) -> FetchError {
+    FetchError::Paging {
+        status,
+        message: format!(
+            "the list ended after {received} of the {total} profiles its totalCount announced; \
+             an incomplete list is not used"
+        ),
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    ["request-id", "x-request-id", "x-correlation-id"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(|id| format!(" (request-id {id})"))
+        .unwrap_or_default()
+}
+
+/// A short, single-line piece of an error body, for the message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return String::new();
+    }
+    let short: String = line.chars().take(200).collect();
+    format!(": {short}")
+}
+
+/// `scheme://host:port` of a URL, the unit a token and a pause belong to.
+pub(crate) fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// An error and its causes on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
