@@ -2,9 +2,12 @@
 //! an exact, append-only history of every profile added, changed or removed.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod customer;
 pub mod diff;
+pub mod logging;
+pub mod poller;
 pub mod profile;
 pub mod simulator;
 pub mod store;

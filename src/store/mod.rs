@@ -92,6 +92,8 @@ pub struct Committed {
     pub finished_at: String,
     pub profiles: usize,
     pub outcome: Outcome,
+    /// The customer's consecutive failures before this success.
+    pub previous_failures: u32,
 }
 
 /// A poll that failed before it had a list.
@@ -213,15 +215,18 @@ impl Store {
         let now = timestamp::now();
         let customer_id = list.customer.id.as_str();
 
-        let state =
-            sqlx::query("SELECT empty_streak, list_hash FROM customers WHERE customer_id = ?")
-                .bind(customer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (empty_streak, stored_hash) = match &state {
+        let state = sqlx::query(
+            "SELECT empty_streak, list_hash, consecutive_failures FROM customers \
+             WHERE customer_id = ?",
+        )
+        .bind(customer_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (empty_streak, stored_hash, previous_failures) = match &state {
             Some(row) => (
                 row.get::<i64, _>(0) as u32,
                 row.get::<Option<Vec<u8>>, _>(1),
+                row.get::<i64, _>(2) as u32,
             ),
             None => {
                 sqlx::query("INSERT INTO customers (customer_id, name) VALUES (?, ?)")
@@ -229,7 +234,7 @@ impl Store {
                     .bind(&list.customer.name)
                     .execute(&mut *tx)
                     .await?;
-                (0, None)
+                (0, None, 0)
             }
         };
 
@@ -289,6 +294,7 @@ impl Store {
             finished_at: now,
             profiles,
             outcome,
+            previous_failures,
         })
     }
 
