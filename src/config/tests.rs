@@ -298,3 +298,16 @@ fn debug_output_of_settings_never_shows_the_secret() {
     let printed = format!("{settings:?}");
     assert!(!printed.contains("s3cret"), "{printed}");
 }
+
+#[test]
+fn the_example_config_is_valid_and_sets_every_default() {
+    let text = include_str!("../../config/scanwatch.example.toml");
+    let file = ConfigFile::from_toml(Path::new("/etc/scanwatch/scanwatch.toml"), text).unwrap();
+    assert_eq!(file.customers().unwrap().len(), 2);
+    assert!(file.api().is_ok());
+    assert!(file.schedule().is_ok());
+    assert!(file.detection().is_ok());
+    assert!(file.log().is_ok());
+    let storage = file.storage().unwrap();
+    assert_eq!(storage.poll_retention, Duration::from_secs(30 * 86400));
+}
