@@ -338,3 +338,47 @@ fn a_world_readable_config_with_an_inline_secret_draws_one_warning() {
     assert_eq!(warnings.len(), 1, "{text}");
     assert!(!text.contains(CLIENT_SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_records_its_scripted_story_and_tells_it_the_same_way_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut stories = Vec::new();
+    for _ in 0..2 {
+        let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+            .args(["demo", "--db"])
+            .arg(&db)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("sqlite3"), "{stdout}");
+        // The script: 3 customers x 4 profiles seen first, then one new
+        // profile, three edits (a rename, a mode switch, both at once) and two
+        // deletions.
+        let kinds = query_pairs(
+            &db,
+            "SELECT kind || ':' || baseline, count(*) FROM profile_changes GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            kinds,
+            vec![
+                ("added:0".to_owned(), 1),
+                ("added:1".to_owned(), 12),
+                ("changed:0".to_owned(), 3),
+                ("removed:0".to_owned(), 2),
+            ]
+        );
+        stories.push(
+            query_pairs(
+                &db,
+                "SELECT profile_id || ' ' || kind || ' ' || coalesce(changed_fields, ''), change_id \
+                 FROM profile_changes ORDER BY change_id",
+            )
+            .await,
+        );
+    }
+    assert_eq!(stories[0], stories[1]);
+}
