@@ -18,8 +18,10 @@ pub fn init(settings: &LogSettings) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let format = resolve(settings.format);
     let layer: Box<dyn Layer<_> + Send + Sync> = match format {
+        // No field prefix: `journalctl CUSTOMER_ID=...` must find our fields
+        // under their own names (the crate's default would be F_CUSTOMER_ID).
         LogFormat::Journald => match tracing_journald::layer() {
-            Ok(layer) => layer.boxed(),
+            Ok(layer) => layer.with_field_prefix(None).boxed(),
             Err(_) => json_layer(),
         },
         LogFormat::Json => json_layer(),

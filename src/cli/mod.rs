@@ -6,6 +6,7 @@
 //! printed as one line naming the flag or key at fault.
 
 pub mod poll;
+pub mod run;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: poll every configured customer on its schedule until SIGTERM/SIGINT.
+    Run(run::Args),
     /// Poll each configured customer once, then exit (1 if any poll failed).
     Poll(poll::Args),
     /// Serve the embedded fake API on loopback and print a config for it.
@@ -71,6 +74,7 @@ impl CliError {
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
+        Command::Run(args) => run::run(&cli.config, args).await,
         Command::Poll(args) => poll::run(&cli.config, args).await,
         Command::Simulate(args) => simulate::run(args).await,
     }

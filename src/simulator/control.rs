@@ -71,6 +71,14 @@ pub enum Command {
         field: String,
         value: Value,
     },
+    /// Delays every scan profile response for one customer, or for all
+    /// (including customers added later) when `customer` is absent, by
+    /// `latency_ms`; 0 removes the delay. Lets tests keep a poll in flight.
+    SetLatency {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<String>,
+        latency_ms: u64,
+    },
 }
 
 /// Why a command could not be applied.
@@ -133,8 +141,35 @@ impl Command {
                 field,
                 value,
             } => set_field(state, &customer, &profile_id, &field, value),
+            Command::SetLatency {
+                customer,
+                latency_ms,
+            } => set_latency(state, customer.as_deref(), latency_ms),
         }
     }
+}
+
+fn set_latency(
+    state: &mut SimState,
+    customer: Option<&str>,
+    latency_ms: u64,
+) -> Result<Value, ControlError> {
+    let latency = std::time::Duration::from_millis(latency_ms);
+    let affected = match customer {
+        Some(customer) => {
+            let index = customer_index(state, customer)?;
+            state.customers[index].latency = latency;
+            1
+        }
+        None => {
+            state.default_latency = latency;
+            for c in &mut state.customers {
+                c.latency = latency;
+            }
+            state.customers.len()
+        }
+    };
+    Ok(json!({"customers": affected}))
 }
 
 fn add_profile(

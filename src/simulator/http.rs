@@ -92,9 +92,9 @@ async fn list_profiles(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    arrive(&app, &customer_id).await;
     let origin = origin(&headers, &app.base_url);
-    let mut state = app.state.lock();
-    state.counters.api_requests += 1;
+    let state = app.state.lock();
 
     let result = authorized_customer(&state, &headers, &customer_id)
         .and_then(|customer| list_body(customer, query.as_deref(), &origin));
@@ -109,8 +109,8 @@ async fn batch_profiles(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let mut state = app.state.lock();
-    state.counters.api_requests += 1;
+    arrive(&app, &customer_id).await;
+    let state = app.state.lock();
 
     let result = authorized_customer(&state, &headers, &customer_id).and_then(|customer| {
         check_batch_body(&body)?;
@@ -118,6 +118,20 @@ async fn batch_profiles(
         Ok(page.body(customer))
     });
     api_response(result)
+}
+
+/// Counts an API request as it arrives, then holds its response back as
+/// `SetLatency` asked, without holding the lock, so other customers are
+/// served meanwhile and a test can see that a slow request is in flight.
+async fn arrive(app: &App, customer_id: &str) {
+    let latency = {
+        let mut state = app.state.lock();
+        state.counters.api_requests += 1;
+        state.latency(customer_id)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
 }
 
 /// A valid unexpired bearer token first (401), then a known customer (403,

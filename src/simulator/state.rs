@@ -84,6 +84,8 @@ pub(crate) struct Customer {
     pub id: String,
     pub profiles: Vec<Profile>,
     pub behaviour: Behaviour,
+    /// How long each scan profile response is held back (`SetLatency`).
+    pub latency: Duration,
 }
 
 impl Customer {
@@ -105,6 +107,8 @@ pub(crate) struct SimState {
     pub customers: Vec<Customer>,
     /// Applied to customers added later, so `SetShape` for all sticks.
     pub default_behaviour: Behaviour,
+    /// Applied to customers added later, so `SetLatency` for all sticks.
+    pub default_latency: Duration,
     /// Issued tokens and when each expires.
     tokens: HashMap<String, Instant>,
     pub counters: Counters,
@@ -117,6 +121,7 @@ impl SimState {
             config,
             customers: Vec::new(),
             default_behaviour: Behaviour::default(),
+            default_latency: Duration::ZERO,
             tokens: HashMap::new(),
             counters: Counters::default(),
         };
@@ -134,6 +139,7 @@ impl SimState {
             id: id.clone(),
             profiles,
             behaviour: self.default_behaviour,
+            latency: self.default_latency,
         });
         id
     }
@@ -170,6 +176,12 @@ impl SimState {
         self.customers
             .iter()
             .find(|c| c.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The delay `SetLatency` asked for on `id`'s responses (none for an
+    /// unknown customer, whose 403 is immediate).
+    pub fn latency(&self, id: &str) -> Duration {
+        self.customer(id).map_or(Duration::ZERO, |c| c.latency)
     }
 
     pub fn customer_ids(&self) -> Vec<String> {

@@ -1,0 +1,637 @@
+//! `scanwatch run` as a process, against the embedded simulator: signals,
+//! reloads, the systemd notify protocol, journald fields and the API limits
+//! across the whole daemon.
+//!
+//! Every wait here is for an explicit sign (a notify datagram, a row in the
+//! database, a counter in the simulator) with a bounded deadline, never a
+//! sleep that hopes a race went one way.
+
+use std::os::unix::net::UnixDatagram as StdDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use scanwatch::simulator::{Command as SimCommand, SimConfig, Simulator};
+use scanwatch::store::Store;
+use tokio::net::UnixDatagram;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `scanwatch run`, killed on drop if a test fails.
+struct Daemon {
+    child: Child,
+    stderr: PathBuf,
+    config: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        let config = dir.join("scanwatch.toml");
+        write_private(&config, config_text);
+        let stderr = dir.join("stderr.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Daemon {
+            child: command.spawn().expect("scanwatch starts"),
+            stderr,
+            config,
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} delivered");
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The JSON log lines whose message is `message`.
+    fn log_lines(&self, message: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["message"] == message)
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+async fn simulator(customers: usize) -> Simulator {
+    let config = SimConfig {
+        customers,
+        ..SimConfig::default()
+    };
+    Simulator::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+/// A config for `sim` that polls only `customers`, with these `[schedule]`
+/// lines, extra `[api]` lines, and JSON logs.
+fn config(sim: &Simulator, db: &Path, customers: &[String], schedule: &str, api: &str) -> String {
+    let text = scanwatch::cli::simulate::config_for(sim, db.to_str().unwrap());
+    let head = text
+        .split("\n[[customers]]")
+        .next()
+        .expect("config_for has a head");
+    let default_schedule = "[schedule]\ninterval = \"30s\"\njitter = \"2s\"\n";
+    assert!(
+        head.contains(default_schedule),
+        "config_for changed: {head}"
+    );
+    assert!(head.contains("[api]\n"), "config_for changed: {head}");
+    let mut text = head
+        .replace(default_schedule, &format!("[schedule]\n{schedule}\n"))
+        .replace("[api]\n", &format!("[api]\n{api}\n"));
+    text.push_str("\n[log]\nformat = \"json\"\nlevel = \"info\"\n");
+    for id in customers {
+        text.push_str(&format!("\n[[customers]]\nid = \"{id}\"\n"));
+    }
+    text
+}
+
+/// Polls rows for a customer, 0 while the database does not exist yet.
+async fn polls_of(db: &Path, customer: &str) -> i64 {
+    count(
+        db,
+        "SELECT COUNT(*) FROM polls WHERE customer_id = ?",
+        customer,
+    )
+    .await
+}
+
+async fn count(db: &Path, sql: &str, customer: &str) -> i64 {
+    let Ok(store) = Store::open_read_only(db).await else {
+        return 0;
+    };
+    let counted = sqlx::query_scalar::<_, i64>(sql)
+        .bind(customer)
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(0);
+    store.close().await;
+    counted
+}
+
+/// Waits until `customer` has at least `n` polls rows.
+async fn until_polled(db: &Path, customer: &str, n: i64) {
+    let until = Instant::now() + DEADLINE;
+    while polls_of(db, customer).await < n {
+        assert!(
+            Instant::now() < until,
+            "{customer} not polled {n} times in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The notify socket a test hands to the daemon, as systemd would.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+    seen: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = StdDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        NotifySocket {
+            socket: UnixDatagram::from_std(socket).unwrap(),
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    fn env(&self) -> (&'static str, &str) {
+        ("NOTIFY_SOCKET", self.path.to_str().unwrap())
+    }
+
+    /// Waits for a datagram holding the line `line` and returns it whole.
+    async fn expect(&mut self, line: &str) -> String {
+        let mut buf = vec![0; 4096];
+        let until = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let received = tokio::time::timeout_at(until, self.socket.recv(&mut buf)).await;
+            let Ok(received) = received else {
+                panic!("no {line:?} in time; got {:?}", self.seen);
+            };
+            let message = String::from_utf8_lossy(&buf[..received.unwrap()]).into_owned();
+            self.seen.push(message.clone());
+            if message.lines().any(|l| l == line) {
+                return message;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_poll_exits_zero_within_the_grace_and_records_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(2).await;
+    let ids = sim.customer_ids();
+    let (fast, slow) = (&ids[0], &ids[1]);
+    sim.apply(SimCommand::SetLatency {
+        customer: Some(slow.clone()),
+        latency_ms: 30_000,
+    })
+    .unwrap();
+    let text = config(
+        &sim,
+        &db,
+        &ids,
+        "interval = \"2s\"\njitter = \"0s\"\nshutdown_grace = \"1s\"",
+        "",
+    );
+    let mut daemon = Daemon::start(dir.path(), &text, &[]);
+
+    // Both customers are due within the first 2 s and each makes one request
+    // first, so two requests mean the slow one is in flight.
+    until_polled(&db, fast, 1).await;
+    let until = Instant::now() + DEADLINE;
+    while sim.counters().api_requests < 2 {
+        assert!(Instant::now() < until, "the slow request never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.exit_within(Duration::from_secs(6)).await;
+
+    let status = status.expect("exits within the grace and a margin");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "it waited for the grace period first"
+    );
+    assert_eq!(
+        polls_of(&db, slow).await,
+        0,
+        "no polls row for the slow poll"
+    );
+    let changes = "SELECT COUNT(*) FROM profile_changes WHERE customer_id = ?";
+    assert_eq!(count(&db, changes, slow).await, 0, "no changes either");
+    assert!(
+        count(&db, changes, fast).await > 0,
+        "the fast poll committed"
+    );
+    let abandoned = daemon.log_lines(
+        "polls still running after the shutdown grace were abandoned; none of them was recorded",
+    );
+    assert_eq!(abandoned.len(), 1, "{}", daemon.log());
+    assert_eq!(abandoned[0]["customer_ids"], slow.as_str());
+}
+
+#[tokio::test]
+async fn sighup_applies_added_and_removed_customers_and_keeps_the_old_config_when_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(2).await;
+    let ids = sim.customer_ids();
+    let (first, second) = (&ids[0], &ids[1]);
+    let schedule = "interval = \"1s\"\njitter = \"0s\"";
+    let only_first = config(&sim, &db, &ids[..1], schedule, "");
+    let mut notify = NotifySocket::bind(dir.path());
+    let mut daemon = Daemon::start(dir.path(), &only_first, &[notify.env()]);
+    notify.expect("READY=1").await;
+    until_polled(&db, first, 1).await;
+
+    // An invalid config is refused and the daemon goes on as before.
+    let invalid = config(&sim, &db, &ids, "interval = \"soon\"\njitter = \"0s\"", "");
+    write_private(&daemon.config, &invalid);
+    daemon.signal(libc::SIGHUP);
+    notify.expect("RELOADING=1").await;
+    let ready = notify.expect("READY=1").await;
+    assert!(ready.contains("STATUS=reload failed"), "{ready}");
+    let failed = daemon.log_lines("configuration reload failed; the previous configuration stays");
+    assert_eq!(failed.len(), 1, "{}", daemon.log());
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("schedule.interval"),
+        "the error names the key: {}",
+        failed[0]
+    );
+    let before = polls_of(&db, first).await;
+    until_polled(&db, first, before + 2).await;
+    assert!(daemon.running());
+    assert_eq!(
+        polls_of(&db, second).await,
+        0,
+        "the refused config's customer"
+    );
+
+    // Adding a customer starts polling it.
+    write_private(&daemon.config, &config(&sim, &db, &ids, schedule, ""));
+    daemon.signal(libc::SIGHUP);
+    notify.expect("RELOADING=1").await;
+    notify.expect("READY=1").await;
+    until_polled(&db, second, 1).await;
+
+    // Removing one stops it; its history stays.
+    write_private(&daemon.config, &config(&sim, &db, &ids[1..], schedule, ""));
+    daemon.signal(libc::SIGHUP);
+    notify.expect("RELOADING=1").await;
+    notify.expect("READY=1").await;
+    let first_polls = polls_of(&db, first).await;
+    let second_polls = polls_of(&db, second).await;
+    until_polled(&db, second, second_polls + 3).await;
+    let after = polls_of(&db, first).await;
+    assert!(
+        after <= first_polls + 1,
+        "only a poll already in flight may finish: {first_polls} then {after}"
+    );
+    assert!(after > 0, "the removed customer's history stays");
+
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.exit_within(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_notify_socket_gets_ready_status_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(1).await;
+    let ids = sim.customer_ids();
+    let text = config(&sim, &db, &ids, "interval = \"1h\"\njitter = \"0s\"", "");
+    let mut notify = NotifySocket::bind(dir.path());
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &text,
+        &[notify.env(), ("WATCHDOG_USEC", "400000")],
+    );
+
+    let ready = notify.expect("READY=1").await;
+    assert!(
+        ready.contains("STATUS=1 customers scheduled"),
+        "READY=1 comes with a status: {ready}"
+    );
+    let status = notify
+        .expect("STATUS=1 customers; last batch: 1 ok, 0 failed")
+        .await;
+    assert!(!status.contains("READY=1"));
+    notify.expect("WATCHDOG=1").await;
+    let pinged = Instant::now();
+    notify.expect("WATCHDOG=1").await;
+    assert!(
+        pinged.elapsed() < Duration::from_millis(400),
+        "pings come at half the watchdog timeout"
+    );
+
+    daemon.signal(libc::SIGTERM);
+    notify.expect("STOPPING=1").await;
+    let status = daemon.exit_within(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_failing_customer_logs_one_error_per_streak_and_one_info_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(1).await;
+    let ids = sim.customer_ids();
+    let customer = &ids[0];
+    // Responses slower than the client's timeout make every poll fail.
+    sim.apply(SimCommand::SetLatency {
+        customer: None,
+        latency_ms: 2_000,
+    })
+    .unwrap();
+    let text = config(
+        &sim,
+        &db,
+        &ids,
+        "interval = \"1s\"\njitter = \"0s\"\nalert_after_failures = 2",
+        "timeout = \"200ms\"\nretries = 0",
+    );
+    let mut daemon = Daemon::start(dir.path(), &text, &[]);
+
+    let failed = "SELECT COUNT(*) FROM polls WHERE customer_id = ? AND outcome = 'failed'";
+    let until = Instant::now() + DEADLINE;
+    while count(&db, failed, customer).await < 4 {
+        assert!(Instant::now() < until, "four failures in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.apply(SimCommand::SetLatency {
+        customer: None,
+        latency_ms: 0,
+    })
+    .unwrap();
+    let ok = "SELECT COUNT(*) FROM polls WHERE customer_id = ? AND outcome = 'ok'";
+    while count(&db, ok, customer).await < 2 {
+        assert!(Instant::now() < until, "recovered in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.exit_within(DEADLINE).await.unwrap().success());
+
+    let alerts = daemon.log_lines("customer failing repeatedly");
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one error for the streak: {}",
+        daemon.log()
+    );
+    assert_eq!(alerts[0]["level"], "ERROR");
+    assert_eq!(alerts[0]["failures"], 2);
+    let recovered = daemon.log_lines("customer recovered after repeated failures");
+    assert_eq!(recovered.len(), 1, "{}", daemon.log());
+    assert_eq!(recovered[0]["level"], "INFO");
+}
+
+#[tokio::test]
+async fn max_concurrency_holds_across_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(3).await;
+    let ids = sim.customer_ids();
+    sim.apply(SimCommand::SetLatency {
+        customer: None,
+        latency_ms: 1_000,
+    })
+    .unwrap();
+    // Due at 0, 0.33 and 0.67 s; one at a time they end a second apart.
+    let text = config(
+        &sim,
+        &db,
+        &ids,
+        "interval = \"1s\"\njitter = \"0s\"",
+        "max_concurrency = 1",
+    );
+    let mut daemon = Daemon::start(dir.path(), &text, &[]);
+    for id in &ids {
+        until_polled(&db, id, 1).await;
+    }
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.exit_within(DEADLINE).await.unwrap().success());
+
+    let store = Store::open_read_only(&db).await.unwrap();
+    let finished: Vec<String> =
+        sqlx::query_scalar("SELECT finished_at FROM polls ORDER BY finished_at LIMIT 3")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        finished.iter().map(|t| t.parse().unwrap()).collect();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= chrono::Duration::milliseconds(900),
+            "polls overlapped: {finished:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_requests_per_second_holds_across_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(6).await;
+    let ids = sim.customer_ids();
+    // Six customers every second want six requests a second; two are allowed.
+    let text = config(
+        &sim,
+        &db,
+        &ids,
+        "interval = \"1s\"\njitter = \"0s\"",
+        "max_requests_per_second = 2",
+    );
+    let text = text.replace("max_requests_per_second = 0\n", "");
+    let mut notify = NotifySocket::bind(dir.path());
+    let started = Instant::now();
+    let mut daemon = Daemon::start(dir.path(), &text, &[notify.env()]);
+    notify.expect("READY=1").await;
+    until_polled(&db, &ids[5], 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counters = sim.counters();
+    let elapsed = started.elapsed().as_secs_f64();
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.exit_within(DEADLINE).await.unwrap().success());
+
+    let requests = (counters.api_requests + counters.token_requests) as f64;
+    assert!(
+        requests <= 2.0 * elapsed + 2.0,
+        "{requests} requests in {elapsed:.1} s at 2 per second (burst 2)"
+    );
+    assert!(requests >= 6.0, "every customer was polled: {requests}");
+}
+
+/// Journal fields need the journal's socket, whose path is fixed; this test
+/// stands in for journald only where none runs and it may create that path.
+#[tokio::test]
+async fn journald_lines_carry_customer_id_and_poll_id_as_fields() {
+    let Some(journal) = FakeJournal::bind() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(1).await;
+    let ids = sim.customer_ids();
+    let text = config(&sim, &db, &ids, "interval = \"1h\"\njitter = \"0s\"", "")
+        .replace("format = \"json\"", "format = \"auto\"");
+    let mut daemon = Daemon::start(dir.path(), &text, &[("JOURNAL_STREAM", "8:12345")]);
+    until_polled(&db, &ids[0], 1).await;
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.exit_within(DEADLINE).await.unwrap().success());
+
+    let entries = journal.entries();
+    let finished = entries
+        .iter()
+        .find(|e| e.get("MESSAGE").map(String::as_str) == Some("poll finished"))
+        .unwrap_or_else(|| panic!("no poll line in {entries:?}"));
+    assert_eq!(finished.get("CUSTOMER_ID"), Some(&ids[0]), "{finished:?}");
+    assert_eq!(finished.get("POLL_ID").map(String::as_str), Some("1"));
+    assert_eq!(finished.get("OUTCOME").map(String::as_str), Some("ok"));
+    assert_eq!(
+        finished.get("SYSLOG_IDENTIFIER").map(String::as_str),
+        Some("scanwatch")
+    );
+    assert!(
+        daemon.log().is_empty(),
+        "nothing went to stderr: {}",
+        daemon.log()
+    );
+}
+
+/// A datagram socket bound at journald's path, removed on drop.
+struct FakeJournal {
+    socket: StdDatagram,
+    created_dirs: Vec<PathBuf>,
+}
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+impl FakeJournal {
+    fn bind() -> Option<FakeJournal> {
+        let path = Path::new(JOURNAL_SOCKET);
+        if path.exists() {
+            if StdDatagram::unbound().unwrap().connect(path).is_ok() {
+                println!("skipped: a journald runs here; journalctl shows its fields");
+                return None;
+            }
+            // Left behind by an interrupted run of this test.
+            let _ = std::fs::remove_file(path);
+        }
+        let mut created_dirs = Vec::new();
+        for dir in ["/run/systemd", "/run/systemd/journal"] {
+            if !Path::new(dir).exists() {
+                if let Err(error) = std::fs::create_dir(dir) {
+                    println!("skipped: cannot create {dir} to stand in for journald: {error}");
+                    return None;
+                }
+                created_dirs.push(PathBuf::from(dir));
+            }
+        }
+        match StdDatagram::bind(path) {
+            Ok(socket) => {
+                socket.set_nonblocking(true).unwrap();
+                Some(FakeJournal {
+                    socket,
+                    created_dirs,
+                })
+            }
+            Err(error) => {
+                println!("skipped: cannot bind {JOURNAL_SOCKET}: {error}");
+                None
+            }
+        }
+    }
+
+    /// Every entry received so far, parsed from journald's native protocol.
+    fn entries(&self) -> Vec<std::collections::HashMap<String, String>> {
+        let mut entries = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            entries.push(parse_journal_entry(&buf[..n]));
+        }
+        entries
+    }
+}
+
+impl Drop for FakeJournal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(JOURNAL_SOCKET);
+        for dir in self.created_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// `NAME=value\n`, or `NAME\n` + little-endian u64 length + value + `\n`.
+fn parse_journal_entry(mut bytes: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut fields = std::collections::HashMap::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'=')
+            .unwrap();
+        let name = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let value;
+        if bytes[end] == b'=' {
+            let rest = &bytes[end + 1..];
+            let stop = rest.iter().position(|b| *b == b'\n').unwrap();
+            value = &rest[..stop];
+            bytes = &rest[stop + 1..];
+        } else {
+            let rest = &bytes[end + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            value = &rest[8..8 + len];
+            bytes = &rest[8 + len + 1..];
+        }
+        fields
+            .entry(name)
+            .or_insert_with(|| String::from_utf8_lossy(value).into_owned());
+    }
+    fields
+}
