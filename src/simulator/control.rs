@@ -10,6 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::faults::{Arming, Fault, FaultError, FaultTarget};
 use super::state::{now, Behaviour, Shape, SimState};
 
 /// One change to the simulated world, e.g.
@@ -79,6 +80,27 @@ pub enum Command {
         customer: Option<String>,
         latency_ms: u64,
     },
+    /// Arms a fault on the token endpoint or the scan profile endpoints (for
+    /// one customer, or all when `customer` is absent): it fires for the next
+    /// `count` matching requests (every one when absent), each with chance
+    /// `probability` (drawn from `seed`) when given, after letting `after`
+    /// matching requests through. Returns `{"fault_id": N}`.
+    InjectFault {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<String>,
+        target: FaultTarget,
+        fault: Fault,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probability: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u32>,
+    },
+    /// Disarms every fault; returns `{"cleared": N}`.
+    ClearFaults,
 }
 
 /// Why a command could not be applied.
@@ -94,6 +116,8 @@ pub enum ControlError {
     },
     #[error("page_size must be at least 1")]
     ZeroPageSize,
+    #[error("invalid fault: {0}")]
+    InvalidFault(#[from] FaultError),
 }
 
 impl Command {
@@ -145,6 +169,30 @@ impl Command {
                 customer,
                 latency_ms,
             } => set_latency(state, customer.as_deref(), latency_ms),
+            Command::InjectFault {
+                customer,
+                target,
+                fault,
+                count,
+                probability,
+                seed,
+                after,
+            } => {
+                if let Some(customer) = &customer {
+                    customer_index(state, customer)?;
+                }
+                let id = state.faults.arm(Arming {
+                    customer,
+                    target,
+                    fault,
+                    count,
+                    probability,
+                    seed,
+                    after,
+                })?;
+                Ok(json!({"fault_id": id}))
+            }
+            Command::ClearFaults => Ok(json!({"cleared": state.faults.clear()})),
         }
     }
 }

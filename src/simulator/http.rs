@@ -19,6 +19,7 @@ use url::form_urlencoded;
 
 use super::auth;
 use super::control::{Command, ControlError};
+use super::faults;
 use super::state::{request_id, Customer, Shape, SharedState, SimState};
 
 const PROFILES_PATH: &str = "/partner/external/v3/general/customers/{customer_id}/scan-profiles";
@@ -48,6 +49,10 @@ pub(crate) fn router(state: SharedState, base_url: String) -> Router {
         .route("/_sim/commands", post(control_command))
         .route("/_sim/state", get(sim_state))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            faults::intercept,
+        ))
         .with_state(app)
 }
 
@@ -283,7 +288,7 @@ fn control_status(error: &ControlError) -> StatusCode {
         ControlError::UnknownCustomer { .. } | ControlError::UnknownProfile { .. } => {
             StatusCode::NOT_FOUND
         }
-        ControlError::ZeroPageSize => StatusCode::BAD_REQUEST,
+        ControlError::ZeroPageSize | ControlError::InvalidFault(_) => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod auth;
 mod control;
+mod faults;
 mod http;
 mod state;
 
@@ -34,6 +35,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use control::{Command, ControlError};
+pub use faults::{Fault, FaultError, FaultTarget};
 pub use state::{Counters, Shape};
 
 use state::{SharedState, SimState};
@@ -160,6 +162,11 @@ impl Simulator {
     /// How many token and API requests the server has seen.
     pub fn counters(&self) -> Counters {
         self.state.lock().counters.clone()
+    }
+
+    /// How many requests an injected fault has answered so far.
+    pub fn faults_fired(&self) -> u64 {
+        self.state.lock().faults.fired
     }
 
     /// Stops accepting connections, lets requests in flight finish and waits

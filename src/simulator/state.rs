@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::faults::Faults;
 use super::SimConfig;
 
 /// A profile exactly as served: a JSON object, so tests can add any field.
@@ -112,6 +113,8 @@ pub(crate) struct SimState {
     /// Issued tokens and when each expires.
     tokens: HashMap<String, Instant>,
     pub counters: Counters,
+    /// Armed fault injections (`InjectFault`).
+    pub faults: Faults,
 }
 
 impl SimState {
@@ -124,6 +127,7 @@ impl SimState {
             default_latency: Duration::ZERO,
             tokens: HashMap::new(),
             counters: Counters::default(),
+            faults: Faults::default(),
         };
         for _ in 0..state.config.customers {
             state.add_customer(state.config.profiles);
@@ -224,7 +228,8 @@ impl SimState {
             .iter()
             .map(|c| json!({"customer_id": c.id, "profiles": c.profiles.len()}))
             .collect();
-        json!({"counters": self.counters, "customers": customers})
+        let faults = json!({"armed": self.faults.armed(), "fired": self.faults.fired});
+        json!({"counters": self.counters, "customers": customers, "faults": faults})
     }
 }
 

@@ -19,10 +19,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::config::StorageSettings;
 use crate::customer::Customer;
@@ -209,9 +210,19 @@ impl Store {
 
     /// Diffs and commits an accepted list in one `BEGIN IMMEDIATE` transaction.
     pub async fn commit_list(&self, list: AcceptedList<'_>) -> Result<Committed, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let committed = Self::commit_list_on(&mut conn, list).await;
+        discard_after_failure(&mut conn, committed.is_err());
+        committed
+    }
+
+    async fn commit_list_on(
+        conn: &mut SqliteConnection,
+        list: AcceptedList<'_>,
+    ) -> Result<Committed, StoreError> {
         let hash = list_hash(&list.profiles);
         let profiles = list.profiles.len();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let now = timestamp::now();
         let customer_id = list.customer.id.as_str();
 
@@ -304,7 +315,17 @@ impl Store {
         &self,
         poll: FailedPoll<'_>,
     ) -> Result<RecordedFailure, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conn = self.pool.acquire().await?;
+        let recorded = Self::record_failure_on(&mut conn, poll).await;
+        discard_after_failure(&mut conn, recorded.is_err());
+        recorded
+    }
+
+    async fn record_failure_on(
+        conn: &mut SqliteConnection,
+        poll: FailedPoll<'_>,
+    ) -> Result<RecordedFailure, StoreError> {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let now = timestamp::now();
         let customer_id = poll.customer.id.as_str();
         let failures: i64 = sqlx::query_scalar(
@@ -365,6 +386,18 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Closes a connection whose write failed instead of returning it to the
+/// pool, which opens a fresh one. SQLite rolls a transaction back by itself
+/// on some errors (SQLITE_FULL, SQLITE_IOERR); sqlx's own ROLLBACK then
+/// fails, its count of open transactions stays at one, and it would refuse
+/// every later `BEGIN IMMEDIATE` on that connection: one full disk would
+/// stop all polls until a restart.
+fn discard_after_failure(conn: &mut PoolConnection<Sqlite>, failed: bool) {
+    if failed {
+        conn.close_on_drop();
     }
 }
 

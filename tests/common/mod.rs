@@ -2,6 +2,8 @@
 //! a config pointing at it, and helpers to read back what the store holds.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 
 use scanwatch::api::ApiClient;
