@@ -190,6 +190,11 @@ where
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                // Before the work below, so that a busy loop still feeds the
+                // watchdog.
+                _ = tick(&mut heartbeat), if heartbeat.is_some() => {
+                    (self.observe)(Event::Heartbeat);
+                }
                 changed = roster.changed(), if roster_open => match changed {
                     Ok(()) => {
                         let next = roster.borrow_and_update().clone();
@@ -207,9 +212,6 @@ where
                 }
                 () = sleep_until_some(next_due), if next_due.is_some() => {
                     self.start_due(&mut running);
-                }
-                _ = tick(&mut heartbeat), if heartbeat.is_some() => {
-                    (self.observe)(Event::Heartbeat);
                 }
             }
         }
@@ -304,10 +306,10 @@ where
     }
 
     fn insert(&mut self, customer: Customer, anchor: Instant) {
-        let due = anchor + self.offset();
         if self.slots.contains_key(&customer.id) {
             return;
         }
+        let due = anchor + self.offset();
         self.queue.insert((due, customer.id.clone()));
         self.slots.insert(
             customer.id.clone(),
