@@ -406,7 +406,8 @@ async fn a_real_change_is_recorded_once_with_its_fields() {
     ]))
     .await;
     assert_eq!(counts(&h.poll().await.outcome), (1, 0, 1, 1));
-    let rows: Vec<(String, Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT kind, changed_fields, old_profile_name, old_scan_mode FROM profile_changes \
          WHERE baseline = 0 ORDER BY change_id",
     )
