@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::sim::*;
 use scanwatch::poller::{PollOutcome, PollReport};
@@ -242,7 +243,7 @@ async fn damage_profiles_page(db: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_damaged_before_start_stops_poll_with_exit_1_and_restore_advice() {
+async fn a_database_damaged_before_start_stops_poll_and_run_with_exit_1_and_restore_advice() {
     let h = SimHarness::start(SimSetup::default()).await;
     assert_eq!(ok_counts(&h.poll().await), (5, 5, 0, 0));
     h.poller.store().close().await;
@@ -250,31 +251,128 @@ async fn a_database_damaged_before_start_stops_poll_with_exit_1_and_restore_advi
     damage_profiles_page(&db).await;
     let damaged = std::fs::read(&db).unwrap();
 
-    let config = h.dir.path().join("scanwatch.toml");
     let text = sim_config_text(&h.sim, h.dir.path(), &SimSetup::default());
-    std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
-        .arg("--config")
-        .arg(&config)
-        .arg("poll")
-        .env_remove("RUST_LOG")
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    for part in [
-        "is damaged",
-        "out of range",
-        "restore it from a backup",
-        ".backup copy.db",
-    ] {
-        assert!(stderr.contains(part), "{part:?} missing from: {stderr}");
+    let config = write_config(h.dir.path(), &text);
+    for command in ["poll", "run"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+            .arg(command)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        for part in [
+            "is damaged",
+            "out of range",
+            "restore it from a backup",
+            ".backup copy.db",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{command}: {part:?} missing from: {stderr}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            damaged,
+            "{command} wrote to the damaged file"
+        );
     }
-    assert_eq!(
-        std::fs::read(&db).unwrap(),
-        damaged,
-        "the damaged file was written to"
+    assert_eq!(h.sim.counters().api_requests, 1, "the API was called");
+}
+
+/// Counts the log lines (JSON) whose message is `message`.
+fn logged(log: &Path, message: &str) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message || l["message"] == message)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_polling_through_a_locked_database_and_records_what_it_missed_once() {
+    let setup = SimSetup {
+        storage: "busy_timeout = \"100ms\"",
+        schedule: "interval = \"1s\"\njitter = \"0s\"",
+        ..SimSetup::default()
+    };
+    let h = SimHarness::start(setup.clone()).await;
+    let config = write_config(h.dir.path(), &sim_config_text(&h.sim, h.dir.path(), &setup));
+    let log = h.dir.path().join("run.log");
+    let reader = open_reader(&db_path(&h)).await;
+    let polls = |n: i64| {
+        let reader = reader.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM polls")
+                .fetch_one(&reader)
+                .await
+                .unwrap()
+                >= n
+        }
+    };
+    let deadline = Duration::from_secs(20);
+    let mut daemon = scanwatch(&config, &["run"], &log).spawn().unwrap();
+    assert!(wait_until(deadline, || polls(1)).await, "no first poll");
+
+    let lock = h.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM polls")
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    let renamed = rename_first(&h);
+    let refused = wait_until(deadline, || async {
+        logged(&log, "poll not recorded; the database refused the write") >= 2
+    })
+    .await;
+    assert!(
+        refused,
+        "run never met the lock: {}",
+        std::fs::read_to_string(&log).unwrap()
     );
-    assert_eq!(h.sim.counters().api_requests, 1, "poll reached the API");
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "run died of a locked database"
+    );
+    let during: i64 = sqlx::query_scalar("SELECT count(*) FROM polls")
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    assert_eq!(during, held, "a poll was recorded through the lock");
+    lock.rollback().await.unwrap();
+
+    let caught_up = wait_until(deadline, || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM profile_changes WHERE kind = 'changed'")
+            .fetch_one(&reader)
+            .await
+            .unwrap()
+            >= 1
+    })
+    .await;
+    assert!(caught_up, "the rename was never recorded");
+    // SAFETY: kill(2) on the pid of a child this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait().unwrap().success());
+
+    let changes = change_rows(&reader).await;
+    let new: Vec<_> = changes[5..].iter().map(ChangeRow::summary).collect();
+    assert_eq!(
+        new,
+        vec![(
+            "changed",
+            renamed.as_str(),
+            false,
+            Some(RENAMED),
+            Some(r#"["modifiedTime","profileName"]"#)
+        )]
+    );
+    assert_eq!(
+        snapshot_contents(&reader).await,
+        served_contents(h.customer_id(), &h.served())
+    );
+    assert_history_consistent(&reader).await;
 }

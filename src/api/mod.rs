@@ -21,7 +21,7 @@ use url::Url;
 
 pub use auth::{TokenError, TokenSource};
 pub use limits::Limits;
-use shapes::{parse_page, Page, ShapeError};
+pub use shapes::{parse_page, Page, ShapeError};
 
 use crate::config::{ApiSettings, AuthSettings, Endpoint};
 use crate::customer::CustomerId;

@@ -30,6 +30,8 @@ pub struct SimSetup {
     pub storage: &'static str,
     /// Lines for `[detection]`.
     pub detection: &'static str,
+    /// Lines for `[schedule]`, for `scanwatch run`.
+    pub schedule: &'static str,
 }
 
 impl Default for SimSetup {
@@ -41,6 +43,7 @@ impl Default for SimSetup {
             api: "",
             storage: "",
             detection: "",
+            schedule: "",
         }
     }
 }
@@ -69,6 +72,9 @@ database = "{db}"
 
 [detection]
 {detection}
+
+[schedule]
+{schedule}
 "#,
         base = sim.base_url(),
         token = sim.token_url(),
@@ -81,6 +87,7 @@ database = "{db}"
         db = dir.join("scanwatch.db").display(),
         storage = setup.storage,
         detection = setup.detection,
+        schedule = setup.schedule,
     );
     for (i, id) in sim.customer_ids().iter().enumerate() {
         text.push_str(&format!(
@@ -581,4 +588,66 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Writes `text` as a config only its owner may read, so no warning about
+/// an inline secret gets in the way.
+pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("scanwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `scanwatch <args> --config <config>`, with the environment a test needs
+/// cleared and its logs limited to warnings and errors, written to `log`.
+pub fn scanwatch(
+    config: &std::path::Path,
+    args: &[&str],
+    log: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .env("SCANWATCH__LOG__FORMAT", "json")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    command
+}
+
+/// A read-only view of a database another process writes.
+pub async fn open_reader(db: &std::path::Path) -> SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(5));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
+
+/// The simulator's data for every customer, as the snapshot must hold it.
+pub fn simulator_contents(sim: &Simulator) -> Contents {
+    sim.customer_ids()
+        .iter()
+        .flat_map(|c| served_contents(c, &sim.profiles(c)))
+        .collect()
 }
