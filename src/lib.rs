@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod customer;
 pub mod diff;
+pub mod history;
 pub mod logging;
 pub mod notify;
 pub mod poller;

@@ -5,9 +5,12 @@
 //! failed, the database cannot be opened), 2 a usage or configuration error,
 //! printed as one line naming the flag or key at fault.
 
+pub mod completions;
+pub mod history;
 pub mod poll;
 pub mod run;
 pub mod simulate;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,6 +46,14 @@ pub enum Command {
     Poll(poll::Args),
     /// Serve the embedded fake API on loopback and print a config for it.
     Simulate(simulate::Args),
+    /// Print the recorded changes, oldest first, filtered and formatted.
+    History(history::Args),
+    /// One row per customer: last poll, failures, profiles, last change (1 if any poll failed).
+    Status(status::Args),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one per subcommand into a folder.
+    Man(completions::ManArgs),
 }
 
 /// How a command ends when it does not succeed.
@@ -77,6 +88,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => run::run(&cli.config, args).await,
         Command::Poll(args) => poll::run(&cli.config, args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::History(args) => history::run(&cli.config, args).await,
+        Command::Status(args) => status::run(&cli.config, args).await,
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man(args) => completions::run_man(args),
     }
 }
 
