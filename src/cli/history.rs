@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::CliError;
+use crate::config::ConfigFile;
 use crate::diff::ChangeKind;
 use crate::history::{self, Baseline, Format, Query, ResolveError};
 use crate::store::Store;
@@ -70,7 +71,7 @@ impl From<Kind> for ChangeKind {
 }
 
 pub async fn run(config: &Path, args: Args) -> Result<ExitCode, CliError> {
-    let file = super::load_config(config)?;
+    let file = load_config(config)?;
     let storage = file.storage()?;
     let configured = file.customers()?;
     let mut query = query_without_customers(&args)?;
@@ -110,6 +111,20 @@ pub async fn run(config: &Path, args: Args) -> Result<ExitCode, CliError> {
         Err(error) if error.is_broken_pipe() => Ok(ExitCode::SUCCESS),
         Err(error) => Err(CliError::Failure(error.into())),
     }
+}
+
+/// [`super::load_config`], except that sqlx's slow-statement warning is off:
+/// a streamed history keeps its one statement open for as long as the
+/// reader takes, which is not a slow query.
+fn load_config(path: &Path) -> Result<ConfigFile, CliError> {
+    let file = ConfigFile::load(path)?;
+    let mut log = file.log()?;
+    log.level = format!("{},sqlx::query=error", log.level);
+    crate::logging::init(&log);
+    for warning in file.warnings() {
+        tracing::warn!(config = %file.path().display(), "{warning}");
+    }
+    Ok(file)
 }
 
 /// Every filter but `--customer`, which needs the database to resolve names.
