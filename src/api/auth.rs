@@ -1,6 +1,14 @@
 //! Access tokens by the OAuth 2.0 client-credentials grant, through the
 //! `oauth2` crate.
 //!
+//! The client authenticates with its secret in the form body, or with its
+//! certificate: then each request carries a freshly signed client assertion
+//! (`private_key_jwt`, built by `certificate`) and no secret. The
+//! certificate is loaded and checked when the source is built, so a wrong
+//! password, a key that does not match or an expired certificate stops
+//! scanwatch at start; one that expires within 30 days draws a warning at
+//! start and then at most once a day.
+//!
 //! A token is cached until a minute before it expires, and the cache is
 //! behind an async mutex held during the refresh, so however many polls need
 //! a token at once the identity service sees one request. The token itself
@@ -8,6 +16,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::Utc;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -19,6 +29,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use super::certificate::{CertificateError, ClientCertificate};
 use super::limits::{backoff, Limits};
 use super::{error_chain, origin_of};
 use crate::config::{AuthSettings, Credential};
@@ -30,6 +41,10 @@ type OAuthClient =
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// A token is replaced this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// The `client_assertion_type` of a signed JWT (RFC 7523).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How often a certificate close to expiry is warned about.
+const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
@@ -57,6 +72,8 @@ pub enum TokenError {
     Unreachable { url: String, detail: String },
     #[error("the token endpoint {url} did not answer with a token ({detail})")]
     BadResponse { url: String, detail: String },
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
     #[error("cannot build the token request: {0}")]
     Setup(String),
 }
@@ -78,6 +95,11 @@ struct Cached {
 /// Fetches and caches bearer tokens for one app registration.
 pub struct TokenSource {
     oauth: OAuthClient,
+    client_id: String,
+    /// Set for certificate authentication.
+    certificate: Option<ClientCertificate>,
+    /// When the certificate's coming expiry was last warned about.
+    expiry_warned: std::sync::Mutex<Option<Instant>>,
     http: reqwest::Client,
     token_url: Url,
     origin: String,
@@ -108,24 +130,21 @@ impl TokenSource {
         let mut oauth = BasicClient::new(ClientId::new(auth.client_id.clone()))
             .set_token_uri(TokenUrl::from_url(token_url.clone()))
             .set_auth_type(AuthType::RequestBody);
-        match &auth.credential {
+        let certificate = match &auth.credential {
             Credential::ClientSecret(secret) => {
                 oauth = oauth
                     .set_client_secret(ClientSecret::new(secret.value.expose_secret().to_owned()));
+                None
             }
-            Credential::Certificate(_) => {
-                // Missing: the signed client assertion (private_key_jwt). Until
-                // it exists a certificate configuration is refused up front
-                // rather than sending a token request that cannot succeed.
-                return Err(TokenError::Setup(
-                    "certificate authentication is not supported by this build; \
-                     use auth.client_secret_file"
-                        .to_owned(),
-                ));
+            Credential::Certificate(settings) => {
+                Some(ClientCertificate::load(settings, Utc::now())?)
             }
-        }
-        Ok(TokenSource {
+        };
+        let source = TokenSource {
             oauth,
+            client_id: auth.client_id.clone(),
+            certificate,
+            expiry_warned: std::sync::Mutex::new(None),
             http,
             origin: origin_of(token_url),
             token_url: token_url.clone(),
@@ -133,7 +152,40 @@ impl TokenSource {
             retries,
             limits,
             cache: Mutex::new(None),
-        })
+        };
+        source.warn_if_expiring();
+        Ok(source)
+    }
+
+    /// The client certificate, when the app authenticates with one.
+    pub fn certificate(&self) -> Option<&ClientCertificate> {
+        self.certificate.as_ref()
+    }
+
+    /// Warns when the certificate expires within 30 days, at most once a day.
+    fn warn_if_expiring(&self) {
+        let Some(certificate) = &self.certificate else {
+            return;
+        };
+        let Some(left) = certificate.expires_soon(Utc::now()) else {
+            return;
+        };
+        let mut warned = self
+            .expiry_warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if warned.is_some_and(|at| at.elapsed() < EXPIRY_WARNING_EVERY) {
+            return;
+        }
+        *warned = Some(Instant::now());
+        tracing::warn!(
+            certificate = %certificate.path().display(),
+            subject = certificate.subject(),
+            not_after = %certificate.not_after().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            days_left = left.num_days(),
+            "the client certificate expires soon; upload a new one in Elements > API app \
+             registration and point auth.certificate_file at it"
+        );
     }
 
     /// A valid token, from the cache or freshly requested.
@@ -196,10 +248,25 @@ impl TokenSource {
     }
 
     async fn request(&self) -> Result<(AccessToken, Duration), TokenError> {
-        let response = self
+        let mut request = self
             .oauth
             .exchange_client_credentials()
-            .add_scope(Scope::new(self.scope.clone()))
+            .add_scope(Scope::new(self.scope.clone()));
+        // Signed per request: an assertion lives five minutes and its jti
+        // must not repeat, so none is reused across retries.
+        let assertion = match &self.certificate {
+            Some(certificate) => {
+                self.warn_if_expiring();
+                Some(certificate.assertion(&self.client_id, self.token_url.as_str(), Utc::now())?)
+            }
+            None => None,
+        };
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", assertion.expose_secret());
+        }
+        let response = request
             .request_async(&self.http)
             .await
             .map_err(|e| self.describe(e))?;

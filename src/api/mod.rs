@@ -8,6 +8,7 @@
 //! not a complete list of valid profiles is an error, never an empty list.
 
 mod auth;
+mod certificate;
 mod limits;
 mod shapes;
 
@@ -20,6 +21,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 pub use auth::{TokenError, TokenSource};
+pub use certificate::{CertificateError, ClientCertificate};
 pub use limits::Limits;
 pub use shapes::{parse_page, Page, ShapeError};
 

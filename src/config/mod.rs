@@ -20,7 +20,7 @@ use url::Url;
 use crate::customer::{Customer, CustomerId};
 use crate::diff::Rules;
 use raw::RawConfig;
-pub use secret::{Secret, SecretSource};
+pub use secret::{Secret, SecretSource, REDACTED};
 
 /// The default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "scanwatch.toml";
@@ -212,7 +212,12 @@ pub struct Settings {
 pub struct ConfigFile {
     path: PathBuf,
     raw: RawConfig,
+    /// Secret keys written in the file itself (not only in the environment).
+    inline_secrets: Vec<&'static str>,
 }
+
+/// The keys whose value is a secret when written inline.
+const SECRET_KEYS: [&str; 2] = ["auth.client_secret", "auth.certificate_password"];
 
 impl ConfigFile {
     /// Reads `path` and the environment overrides, refusing unknown keys.
@@ -237,6 +242,14 @@ impl ConfigFile {
             path: path.clone(),
             message,
         };
+        let file_only = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| file_error(e.to_string()))?;
+        let inline_secrets = SECRET_KEYS
+            .into_iter()
+            .filter(|key| file_only.get_string(key).is_ok_and(|v| !v.is_empty()))
+            .collect();
         let merged = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -258,7 +271,11 @@ impl ConfigFile {
                 invalid(&key, message)
             }
         })?;
-        Ok(ConfigFile { path, raw })
+        Ok(ConfigFile {
+            path,
+            raw,
+            inline_secrets,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -266,20 +283,20 @@ impl ConfigFile {
     }
 
     /// Problems that do not stop scanwatch but deserve a warning once logging runs.
+    ///
+    /// A secret written in the file counts even when an environment variable
+    /// overrides it: the file still holds it.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        let inline_secret = std::env::var_os(secret::env_variable("auth", "client_secret"))
-            .is_none()
-            && self.raw.auth.client_secret.is_some()
-            || std::env::var_os(secret::env_variable("auth", "certificate_password")).is_none()
-                && self.raw.auth.certificate_password.is_some();
-        if inline_secret && readable_by_others(&self.path) {
-            warnings.push(format!(
-                "config file {} holds a secret and is readable by group or others; \
-                 run `chmod 600 {}` or move the secret to client_secret_file",
-                self.path.display(),
-                self.path.display()
-            ));
+        if let Some(key) = self.inline_secrets.first() {
+            if readable_by_others(&self.path) {
+                warnings.push(format!(
+                    "config file {} holds a secret ({key}) and is readable by group or others; \
+                     run `chmod 600 {}` or move the secret to {key}_file",
+                    self.path.display(),
+                    self.path.display()
+                ));
+            }
         }
         warnings
     }
@@ -450,6 +467,9 @@ impl ConfigFile {
             .certificate_file
             .as_deref()
             .map(|p| self.resolve_path(p));
+        if certificate.is_none() {
+            self.refuse_certificate_parts()?;
+        }
 
         let credential = match (secret, certificate) {
             (Some(_), Some(_)) => {
@@ -477,6 +497,30 @@ impl ConfigFile {
             client_id,
             credential,
         })
+    }
+
+    /// Key and password settings without `auth.certificate_file` would be
+    /// silently unused: a half-made switch to certificates is an error.
+    fn refuse_certificate_parts(&self) -> Result<(), ConfigError> {
+        let raw = &self.raw.auth;
+        let parts = [
+            ("auth.private_key_file", raw.private_key_file.is_some()),
+            (
+                "auth.certificate_password",
+                raw.certificate_password.is_some(),
+            ),
+            (
+                "auth.certificate_password_file",
+                raw.certificate_password_file.is_some(),
+            ),
+        ];
+        match parts.into_iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(invalid(
+                key,
+                "set without auth.certificate_file; set that too, or remove this key",
+            )),
+            None => Ok(()),
+        }
     }
 
     fn certificate(&self, certificate_file: PathBuf) -> Result<CertificateSettings, ConfigError> {
@@ -510,6 +554,16 @@ impl ConfigFile {
                 "auth.private_key_file",
                 "missing; a PEM certificate needs its PEM private key \
                  (or point auth.certificate_file at a .pfx bundle)",
+            ));
+        } else if let Some(password) = &password {
+            let key = match &password.source {
+                SecretSource::File { .. } => "auth.certificate_password_file",
+                _ => "auth.certificate_password",
+            };
+            return Err(invalid(
+                key,
+                "only a .pfx/.p12 bundle has a password; scanwatch reads PEM keys unencrypted \
+                 (or point auth.certificate_file at the .pfx and drop auth.private_key_file)",
             ));
         }
         Ok(CertificateSettings {
@@ -662,7 +716,7 @@ fn state_directory() -> Option<PathBuf> {
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o077 != 0)
+        .map(|m| m.permissions().mode() & 0o044 != 0)
         .unwrap_or(false)
 }
 

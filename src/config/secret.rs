@@ -2,8 +2,9 @@
 //!
 //! Precedence (the design's): the inline key or its environment override,
 //! then the `_file` key, then the systemd credential. The value is a
-//! [`SecretString`], whose `Debug` prints a redaction marker, so neither a
-//! log line nor an error chain nor `check-config` can show it.
+//! [`SecretString`], and [`Secret`]'s `Debug`, `Display` and `Serialize` all
+//! print [`REDACTED`], so neither a log line nor an error chain nor a
+//! serialized config nor `check-config` can show it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use super::ConfigError;
+
+/// What is printed in place of a secret.
+pub const REDACTED: &str = "[redacted]";
 
 /// A secret value and where it was found.
 #[derive(Clone)]
@@ -21,7 +25,19 @@ pub struct Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret([redacted], from {})", self.source)
+        write!(f, "Secret({REDACTED}, from {})", self.source)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
     }
 }
 
@@ -170,6 +186,21 @@ mod tests {
         assert!(
             err.to_string().starts_with("auth.client_secret_file:"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn display_and_serialization_print_the_redaction_marker() {
+        let secret = Secret {
+            value: SecretString::from("hunter2".to_owned()),
+            source: SecretSource::File {
+                path: PathBuf::from("/etc/scanwatch/client_secret"),
+            },
+        };
+        assert_eq!(secret.to_string(), REDACTED);
+        assert_eq!(
+            serde_json::to_string(&secret).unwrap(),
+            format!("\"{REDACTED}\"")
         );
     }
 

@@ -311,3 +311,151 @@ fn the_example_config_is_valid_and_sets_every_default() {
     let storage = file.storage().unwrap();
     assert_eq!(storage.poll_retention, Duration::from_secs(30 * 86400));
 }
+
+#[test]
+fn plain_http_token_url_is_refused_off_loopback() {
+    let err = error_of(&format!(
+        "{}\n[api]\ntoken_url = \"http://identity.example.com/connect/token\"\n",
+        minimal()
+    ));
+    assert!(err.starts_with("api.token_url:"), "{err}");
+    assert!(err.contains("https"), "{err}");
+}
+
+#[test]
+fn neither_a_secret_nor_a_certificate_is_an_error_naming_both_keys() {
+    let err = error_of(&minimal().replace("client_secret = \"s3cret\"", ""));
+    assert!(
+        err.contains("auth.client_secret") && err.contains("auth.certificate_file"),
+        "{err}"
+    );
+    assert!(err.contains("neither"), "{err}");
+}
+
+#[test]
+fn a_key_file_without_a_certificate_is_refused() {
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "client_secret = \"s3cret\"\nprivate_key_file = \"app.key\"",
+    );
+    let err = error_of(&text);
+    assert!(err.starts_with("auth.private_key_file:"), "{err}");
+    assert!(err.contains("auth.certificate_file"), "{err}");
+}
+
+#[test]
+fn a_password_for_a_pem_key_is_refused() {
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "certificate_file = \"app.pem\"\nprivate_key_file = \"app.key\"\ncertificate_password = \"pw\"",
+    );
+    let err = error_of(&text);
+    assert!(err.starts_with("auth.certificate_password:"), "{err}");
+    assert!(!err.contains("pw\""), "{err}");
+}
+
+#[test]
+fn a_pem_pair_resolves_both_paths_against_the_config_folder() {
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "certificate_file = \"app.pem\"\nprivate_key_file = \"/keys/app.key\"",
+    );
+    let auth = load(&text).unwrap().auth().unwrap();
+    let Credential::Certificate(cert) = auth.credential else {
+        panic!("expected a certificate");
+    };
+    assert!(!cert.is_pkcs12());
+    assert_eq!(cert.certificate_file, Path::new("/etc/scanwatch/app.pem"));
+    assert_eq!(
+        cert.private_key_file.as_deref(),
+        Some(Path::new("/keys/app.key"))
+    );
+    assert!(cert.password.is_none());
+}
+
+#[test]
+fn a_pfx_password_is_read_from_its_file_without_the_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pfx-password"), "pfx pw\n").unwrap();
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "certificate_file = \"app.P12\"\ncertificate_password_file = \"pfx-password\"",
+    );
+    let auth = ConfigFile::from_toml(&dir.path().join("scanwatch.toml"), &text)
+        .unwrap()
+        .auth()
+        .unwrap();
+    let Credential::Certificate(cert) = auth.credential else {
+        panic!("expected a certificate");
+    };
+    assert!(cert.is_pkcs12());
+    let password = cert.password.unwrap();
+    assert_eq!(password.value.expose_secret(), "pfx pw");
+    assert!(matches!(password.source, SecretSource::File { .. }));
+}
+
+#[test]
+fn debug_output_of_certificate_settings_never_shows_the_password() {
+    let text = minimal().replace(
+        "client_secret = \"s3cret\"",
+        "certificate_file = \"app.pfx\"\ncertificate_password = \"pfx-pw-31d\"",
+    );
+    let settings = load(&text).unwrap().settings().unwrap();
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains("pfx-pw-31d"), "{printed}");
+    assert!(printed.contains(REDACTED), "{printed}");
+}
+
+#[cfg(unix)]
+mod permissions {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The warnings for `text` saved with `mode`, and the file's path.
+    fn warnings_for(text: &str, mode: u32) -> (PathBuf, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scanwatch.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let warnings = ConfigFile::load(&path).unwrap().warnings();
+        (path, warnings)
+    }
+
+    #[test]
+    fn a_readable_config_with_an_inline_secret_draws_one_warning_with_the_fix() {
+        let (path, warnings) = warnings_for(&minimal(), 0o644);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&path.display().to_string()),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[0].contains("chmod 600"), "{}", warnings[0]);
+        assert!(!warnings[0].contains("s3cret"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn an_inline_pfx_password_counts_as_a_secret_too() {
+        let text = minimal().replace(
+            "client_secret = \"s3cret\"",
+            "certificate_file = \"app.pfx\"\ncertificate_password = \"pw\"",
+        );
+        let (_, warnings) = warnings_for(&text, 0o640);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("auth.certificate_password"),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn a_private_config_or_one_without_secrets_draws_no_warning() {
+        assert!(warnings_for(&minimal(), 0o600).1.is_empty());
+        let no_secret = minimal().replace(
+            "client_secret = \"s3cret\"",
+            "client_secret_file = \"/etc/scanwatch/client_secret\"",
+        );
+        assert!(warnings_for(&no_secret, 0o644).1.is_empty());
+    }
+}

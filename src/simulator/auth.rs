@@ -1,18 +1,22 @@
 //! The simulated identity server: `POST /connect/token`, OAuth 2.0 client
 //! credentials as AvePoint's identity server answers them.
 //!
-//! It owns client authentication (secret in the form body or HTTP Basic) and
-//! the scope check; the tokens themselves live in the state, which the API
-//! endpoints consult. Certificate authentication (`client_assertion`) has a
-//! place here, [`authenticate_by_assertion`], but is not verified yet.
+//! It owns client authentication (secret in the form body or HTTP Basic, or
+//! an RS256 client assertion checked against [`SimConfig::client_certificate`])
+//! and the scope check; the tokens themselves live in the state, which the
+//! API endpoints consult.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
+use sha1::{Digest, Sha1};
 use std::collections::HashMap;
 use url::form_urlencoded;
 
@@ -123,7 +127,7 @@ fn authenticate_client(
         .unwrap_or_default();
     match form.get("client_secret") {
         Some(secret) => check_secret(config, id, secret),
-        None => authenticate_by_assertion(config, form),
+        None => authenticate_by_assertion(config, headers, form),
     }
 }
 
@@ -135,16 +139,106 @@ fn check_secret(config: &SimConfig, id: &str, secret: &str) -> Result<(), TokenE
     }
 }
 
+/// The `client_assertion_type` of a signed JWT (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The claims a client assertion must carry; `aud` as one string, as
+/// AvePoint's clients send it.
+#[derive(Debug, serde::Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    jti: String,
+}
+
 /// Certificate authentication: `client_assertion_type` =
 /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and an RS256
-/// `client_assertion` signed with the app's certificate key.
+/// `client_assertion` signed with the key of the configured certificate.
 ///
-/// Not verified yet: that needs the app's certificate in [`SimConfig`] and
-/// an RS256 verifier, which the crate does not depend on. Until then every
-/// assertion is refused, so a client sending one never gets an unchecked
-/// token.
-fn authenticate_by_assertion(_config: &SimConfig, _form: &TokenForm) -> Result<(), TokenError> {
-    Err(TokenError::InvalidClient)
+/// Checked: the signature, `alg`, the `x5t` thumbprint of the certificate,
+/// `iss` = `sub` = the client ID (and the form's `client_id` when sent),
+/// `aud` = this token URL, `exp` and `nbf` (a minute of leeway, as identity
+/// servers allow) and a non-empty `jti`. Reuse of a `jti` is not tracked.
+fn authenticate_by_assertion(
+    config: &SimConfig,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<(), TokenError> {
+    if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+        return Err(TokenError::InvalidClient);
+    }
+    let assertion = form
+        .get("client_assertion")
+        .ok_or(TokenError::InvalidClient)?;
+    let trusted = config
+        .client_certificate
+        .as_deref()
+        .and_then(TrustedCertificate::parse)
+        .ok_or(TokenError::InvalidClient)?;
+
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| TokenError::InvalidClient)?;
+    if header.alg != Algorithm::RS256 || header.x5t.as_deref() != Some(trusted.x5t.as_str()) {
+        return Err(TokenError::InvalidClient);
+    }
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub", "aud"]);
+    validation.validate_nbf = true;
+    validation.set_issuer(&[&config.client_id]);
+    validation.set_audience(&[token_url(headers)]);
+    let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &trusted.key, &validation)
+        .map_err(|_| TokenError::InvalidClient)?
+        .claims;
+
+    let form_id = form.get("client_id").unwrap_or(&claims.iss);
+    if claims.sub != claims.iss || *form_id != claims.iss || claims.jti.is_empty() {
+        return Err(TokenError::InvalidClient);
+    }
+    Ok(())
+}
+
+/// The URL the client posted to, which is what its `aud` must name.
+fn token_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    format!("http://{host}/connect/token")
+}
+
+/// What the token endpoint needs of the app's certificate.
+struct TrustedCertificate {
+    x5t: String,
+    key: DecodingKey,
+}
+
+impl TrustedCertificate {
+    /// Reads a DER or PEM certificate with an RSA key; `None` otherwise.
+    fn parse(bytes: &[u8]) -> Option<TrustedCertificate> {
+        let der = if bytes.starts_with(b"-----BEGIN") {
+            x509_parser::pem::parse_x509_pem(bytes).ok()?.1.contents
+        } else {
+            bytes.to_vec()
+        };
+        let (_, certificate) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let x509_parser::public_key::PublicKey::RSA(rsa) =
+            certificate.public_key().parsed().ok()?
+        else {
+            return None;
+        };
+        // The verifier wants bare big-endian numbers, without the DER
+        // INTEGER's leading zero.
+        let unsigned = |bytes: &'_ [u8]| {
+            let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+            bytes[start..].to_vec()
+        };
+        Some(TrustedCertificate {
+            key: DecodingKey::from_rsa_raw_components(
+                &unsigned(rsa.modulus),
+                &unsigned(rsa.exponent),
+            ),
+            x5t: URL_SAFE_NO_PAD.encode(Sha1::digest(&der)),
+        })
+    }
 }
 
 /// `Authorization: Basic base64(id:secret)`. RFC 6749 has both parts

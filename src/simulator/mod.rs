@@ -6,7 +6,8 @@
 //!
 //! It owns:
 //! - the token endpoint (`POST /connect/token`, client credentials with a
-//!   secret in the form body or in HTTP Basic), see `auth`;
+//!   secret in the form body or in HTTP Basic, or a client assertion signed
+//!   with the key of [`SimConfig::client_certificate`]), see `auth`;
 //! - the two scan profile endpoints (the documented `GET` list and the paged
 //!   `POST .../batch`), see `http`;
 //! - the seeded, in-memory customers and profiles and their mutations, see
@@ -56,6 +57,9 @@ pub struct SimConfig {
     pub client_id: String,
     /// The only client secret the token endpoint accepts.
     pub client_secret: String,
+    /// The app's certificate (DER or PEM): the token endpoint accepts client
+    /// assertions signed by its key, and refuses every assertion when `None`.
+    pub client_certificate: Option<Vec<u8>>,
     /// The scope a token request must ask for (among others, if it likes).
     pub scope: String,
     /// How long an issued token stays valid; zero issues tokens that are
@@ -71,6 +75,7 @@ impl Default for SimConfig {
             seed: 1,
             client_id: "scanwatch-sim".to_owned(),
             client_secret: "sim-secret".to_owned(),
+            client_certificate: None,
             scope: "elements.scanprofiles.read.all".to_owned(),
             token_lifetime: Duration::from_secs(3600),
         }
