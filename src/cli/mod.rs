@@ -5,6 +5,7 @@
 //! failed, the database cannot be opened), 2 a usage or configuration error,
 //! printed as one line naming the flag or key at fault.
 
+pub mod check_config;
 pub mod completions;
 pub mod history;
 pub mod poll;
@@ -46,6 +47,8 @@ pub enum Command {
     Poll(poll::Args),
     /// Serve the embedded fake API on loopback and print a config for it.
     Simulate(simulate::Args),
+    /// Validate the config and print it with secrets redacted; --probe also tries the API.
+    CheckConfig(check_config::Args),
     /// Print the recorded changes, oldest first, filtered and formatted.
     History(history::Args),
     /// One row per customer: last poll, failures, profiles, last change (1 if any poll failed).
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run(args) => run::run(&cli.config, args).await,
         Command::Poll(args) => poll::run(&cli.config, args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::CheckConfig(args) => check_config::run(&cli.config, args).await,
         Command::History(args) => history::run(&cli.config, args).await,
         Command::Status(args) => status::run(&cli.config, args).await,
         Command::Completions(args) => completions::run_completions(args),
