@@ -7,6 +7,7 @@
 
 pub mod check_config;
 pub mod completions;
+pub mod demo;
 pub mod history;
 pub mod poll;
 pub mod run;
@@ -45,6 +46,8 @@ pub enum Command {
     Run(run::Args),
     /// Poll each configured customer once, then exit (1 if any poll failed).
     Poll(poll::Args),
+    /// Run the watcher against the embedded simulator and print what it recorded.
+    Demo(demo::Args),
     /// Serve the embedded fake API on loopback and print a config for it.
     Simulate(simulate::Args),
     /// Validate the config and print it with secrets redacted; --probe also tries the API.
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run(args) => run::run(&cli.config, args).await,
         Command::Poll(args) => poll::run(&cli.config, args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::CheckConfig(args) => check_config::run(&cli.config, args).await,
         Command::History(args) => history::run(&cli.config, args).await,
