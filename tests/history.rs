@@ -646,7 +646,12 @@ async fn a_200000_row_history_streams_in_flat_memory() {
         measured.bytes >> 20
     );
     assert!(
-        measured.last_peak_kib - measured.quarter_peak_kib < GROWTH_BOUND_KIB,
+        // The kernel sums per-CPU counters lazily, so two readings of the
+        // peak can differ by a little either way: no underflow on a dip.
+        measured
+            .last_peak_kib
+            .saturating_sub(measured.quarter_peak_kib)
+            < GROWTH_BOUND_KIB,
         "peak RSS grew from {} KiB to {} KiB",
         measured.quarter_peak_kib,
         measured.last_peak_kib

@@ -358,7 +358,8 @@ pub async fn change_rows(pool: &SqlitePool) -> Vec<ChangeRow> {
 pub type Contents = BTreeMap<(String, String), (Option<String>, Option<i64>, Option<String>)>;
 
 pub async fn snapshot_contents(pool: &SqlitePool) -> Contents {
-    let rows: Vec<(String, String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+    type Row = (String, String, Option<String>, Option<i64>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT customer_id, profile_id, profile_name, scan_mode, modified_time FROM profiles",
     )
     .fetch_all(pool)
@@ -553,10 +554,14 @@ fn violations(
         }
     }
 
-    if replay != *snapshot {
-        found.push(format!(
-            "replaying the change log gives {replay:?}, the profiles table holds {snapshot:?}"
-        ));
+    let keys: std::collections::BTreeSet<_> = replay.keys().chain(snapshot.keys()).collect();
+    for key in keys {
+        let (replayed, stored) = (replay.get(key), snapshot.get(key));
+        if replayed != stored {
+            found.push(format!(
+                "{key:?}: replaying the change log gives {replayed:?}, profiles holds {stored:?}"
+            ));
+        }
     }
     found
 }
