@@ -8,6 +8,7 @@ pub mod customer;
 pub mod diff;
 pub mod history;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod poller;
 pub mod profile;

@@ -3,6 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use scanwatch::cli::{self, Cli};
 
+/// mimalloc instead of glibc's malloc: glibc keeps freed memory in one arena
+/// per thread, so what the config loader freed on the main thread was not
+/// reused by the runtime's threads (see BENCHMARKS.md for the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -92,10 +92,9 @@ impl Poller {
             let started = Instant::now();
             let started_at = timestamp::now();
             let report = match self.fetch(customer).await {
-                Ok((http_status, profiles, warnings)) => {
-                    log_warnings(&warnings);
-                    self.commit(customer, started_at, http_status, profiles, started)
-                        .await
+                Ok(fetched) => {
+                    log_warnings(&fetched.warnings);
+                    self.commit(customer, started_at, fetched, started).await
                 }
                 Err((http_status, error)) => {
                     self.fail(customer, started_at, http_status, error, started)
@@ -103,16 +102,14 @@ impl Poller {
                 }
             };
             log_report(&report);
+            crate::metrics::poll_finished(&customer.id, &report);
             report
         }
         .instrument(span)
         .await
     }
 
-    async fn fetch(
-        &self,
-        customer: &Customer,
-    ) -> Result<(u16, Vec<crate::profile::Profile>, Vec<Warning>), (Option<u16>, String)> {
+    async fn fetch(&self, customer: &Customer) -> Result<Fetched, (Option<u16>, String)> {
         let list = self
             .api
             .fetch_profiles(&customer.id)
@@ -120,32 +117,35 @@ impl Poller {
             .map_err(|e: FetchError| (e.http_status(), e.to_string()))?;
         let (profiles, warnings) =
             diff::dedupe(list.profiles).map_err(|e| (Some(list.http_status), e.to_string()))?;
-        Ok((list.http_status, profiles, warnings))
+        Ok(Fetched {
+            http_status: list.http_status,
+            profiles,
+            warnings,
+            digest: list.digest,
+        })
     }
 
     async fn commit(
         &self,
         customer: &Customer,
         started_at: String,
-        http_status: u16,
-        profiles: Vec<crate::profile::Profile>,
+        fetched: Fetched,
         started: Instant,
     ) -> PollReport {
-        let committed = self
-            .store
-            .commit_list(AcceptedList {
-                customer,
-                started_at,
-                http_status: Some(http_status),
-                profiles,
-                rules: &self.rules,
-            })
-            .await;
+        let list = AcceptedList {
+            customer,
+            started_at,
+            http_status: Some(fetched.http_status),
+            profiles: fetched.profiles,
+            rules: &self.rules,
+        };
+        let committed = self.store.commit_list_hashed(list, fetched.digest).await;
         let committed = match committed {
             Ok(committed) => committed,
             Err(error) => return not_recorded(error, started),
         };
         tracing::Span::current().record("poll_id", committed.poll_id);
+        crate::metrics::list_committed(&customer.id, &committed);
         for change in &committed.outcome.changes {
             log_change(committed.poll_id, change);
         }
@@ -205,6 +205,15 @@ impl Poller {
             consecutive_failures: recorded.consecutive_failures,
         }
     }
+}
+
+/// A list fetched and deduplicated, not yet committed.
+struct Fetched {
+    http_status: u16,
+    profiles: Vec<crate::profile::Profile>,
+    warnings: Vec<Warning>,
+    /// The API client's digest of the response bodies.
+    digest: [u8; 32],
 }
 
 fn not_recorded(error: StoreError, started: Instant) -> PollReport {

@@ -224,6 +224,7 @@ async fn sigterm_during_a_slow_poll_exits_zero_within_the_grace_and_records_noth
     sim.apply(SimCommand::SetLatency {
         customer: Some(slow.clone()),
         latency_ms: 30_000,
+        jitter_ms: None,
     })
     .unwrap();
     let text = config(
@@ -386,6 +387,7 @@ async fn a_failing_customer_logs_one_error_per_streak_and_one_info_on_recovery()
     sim.apply(SimCommand::SetLatency {
         customer: None,
         latency_ms: 2_000,
+        jitter_ms: None,
     })
     .unwrap();
     let text = config(
@@ -406,6 +408,7 @@ async fn a_failing_customer_logs_one_error_per_streak_and_one_info_on_recovery()
     sim.apply(SimCommand::SetLatency {
         customer: None,
         latency_ms: 0,
+        jitter_ms: None,
     })
     .unwrap();
     let ok = "SELECT COUNT(*) FROM polls WHERE customer_id = ? AND outcome = 'ok'";
@@ -439,6 +442,7 @@ async fn max_concurrency_holds_across_the_daemon() {
     sim.apply(SimCommand::SetLatency {
         customer: None,
         latency_ms: 1_000,
+        jitter_ms: None,
     })
     .unwrap();
     // Due at 0, 0.33 and 0.67 s; one at a time they end a second apart.

@@ -196,7 +196,9 @@ impl TokenSource {
                 return Ok(cached.token.clone());
             }
         }
-        let (token, lifetime) = self.request_with_retries().await?;
+        let requested = self.request_with_retries().await;
+        crate::metrics::token_refresh(requested.is_ok());
+        let (token, lifetime) = requested?;
         let keep = if lifetime > EXPIRY_MARGIN * 2 {
             lifetime - EXPIRY_MARGIN
         } else {
@@ -232,6 +234,7 @@ impl TokenSource {
                 }
                 Err(error) if error.is_transient() && attempt < self.retries => {
                     let wait = backoff(attempt);
+                    crate::metrics::token_retry();
                     tracing::warn!(
                         token_url = %self.token_url,
                         attempt = attempt + 1,

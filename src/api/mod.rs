@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
 use url::Url;
 
 pub use auth::{TokenError, TokenSource};
@@ -85,6 +86,10 @@ pub struct FetchedList {
     pub profiles: Vec<Profile>,
     pub http_status: u16,
     pub pages: u32,
+    /// SHA-256 of the response bodies, in page order: equal bytes are an
+    /// equal list, so the store can recognise an unchanged list by this
+    /// alone, without serialising every profile again.
+    pub digest: [u8; 32],
 }
 
 /// A response read whole.
@@ -148,6 +153,11 @@ impl ApiClient {
         &self.limits
     }
 
+    /// `api.max_concurrency`: how many polls may be in flight at once.
+    pub fn max_concurrency(&self) -> usize {
+        self.settings.max_concurrency
+    }
+
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
     }
@@ -188,6 +198,7 @@ impl ApiClient {
                 profiles: Vec::new(),
                 http_status: status,
                 pages: 1,
+                digest: [0; 32],
             }),
             other => other,
         }
@@ -198,9 +209,10 @@ impl ApiClient {
         customer: &CustomerId,
         max_pages: u32,
     ) -> Result<FetchedList, FetchError> {
+        let mut digest = Sha256::new();
         let items = match self.settings.endpoint {
-            Endpoint::List => self.fetch_linked(customer, max_pages).await?,
-            Endpoint::Batch => self.fetch_indexed(customer, max_pages).await?,
+            Endpoint::List => self.fetch_linked(customer, max_pages, &mut digest).await?,
+            Endpoint::Batch => self.fetch_indexed(customer, max_pages, &mut digest).await?,
         };
         let (status, pages, items) = items;
         let profiles = items
@@ -213,6 +225,7 @@ impl ApiClient {
             profiles,
             http_status: status,
             pages,
+            digest: digest.finalize().into(),
         })
     }
 
@@ -221,6 +234,7 @@ impl ApiClient {
         &self,
         customer: &CustomerId,
         max_pages: u32,
+        digest: &mut Sha256,
     ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
         let mut url = self.list_url(customer);
         let mut visited = HashSet::new();
@@ -231,6 +245,7 @@ impl ApiClient {
             visited.insert(url.to_string());
             let answer = self.send(Method::GET, &url).await?;
             let status = answer.status.as_u16();
+            hash_page(digest, &answer.body);
             let page =
                 parse_page(&answer.body).map_err(|source| FetchError::Shape { status, source })?;
             let next = match page {
@@ -291,6 +306,7 @@ impl ApiClient {
         &self,
         customer: &CustomerId,
         max_pages: u32,
+        digest: &mut Sha256,
     ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
         let mut base = self.list_url(customer);
         base.path_segments_mut()
@@ -305,6 +321,7 @@ impl ApiClient {
                 .append_pair("pageSize", &BATCH_PAGE_SIZE.to_string());
             let answer = self.send(Method::POST, &url).await?;
             let status = answer.status.as_u16();
+            hash_page(digest, &answer.body);
             let page =
                 parse_page(&answer.body).map_err(|source| FetchError::Shape { status, source })?;
             let (page_items, total_count) = match page {
@@ -381,7 +398,9 @@ impl ApiClient {
             if method == Method::POST {
                 request = request.header(CONTENT_TYPE, "application/json").body("{}");
             }
-            let failure = match request.send().await {
+            let sent = request.send().await;
+            crate::metrics::api_response(sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let failure = match sent {
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::UNAUTHORIZED && !refreshed {
@@ -452,6 +471,7 @@ impl ApiClient {
                 }
                 None => limits::backoff(attempt),
             };
+            crate::metrics::api_retry(retry_after);
             tracing::warn!(
                 url = %url,
                 http_status = status_code,
@@ -557,6 +577,13 @@ async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Adds one page to a list's digest, length first, so that no two different
+/// sequences of pages can feed the hash the same bytes.
+fn hash_page(digest: &mut Sha256, body: &[u8]) {
+    digest.update((body.len() as u64).to_le_bytes());
+    digest.update(body);
 }
 
 fn short_list(status: u16, received: usize, total: u64) -> FetchError {

@@ -29,7 +29,7 @@ pub async fn run(config: &Path, args: Args) -> Result<ExitCode, CliError> {
     let customers = select(&settings.customers, &args.customers)?;
     let api = ApiClient::new(&settings.api, &settings.auth)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let store = Store::open(&settings.storage)
+    let (store, check) = Store::open_checking(&settings.storage)
         .await
         .context("cannot start")?;
     let poller = Arc::new(Poller::new(
@@ -39,7 +39,21 @@ pub async fn run(config: &Path, args: Args) -> Result<ExitCode, CliError> {
         settings.schedule.alert_after_failures,
     ));
 
-    let failed = poll_all(&poller, customers).await;
+    // Fetching starts while the database is checked; every write waits for
+    // the check, and a failed check stops the run before anything is written.
+    let checking = check.run();
+    let polling = poll_all(&poller, customers);
+    tokio::pin!(polling, checking);
+    let failed = tokio::select! {
+        checked = &mut checking => {
+            checked.context("cannot start")?;
+            polling.await
+        }
+        failed = &mut polling => {
+            checking.await.context("cannot start")?;
+            failed
+        }
+    };
 
     if let Err(error) = poller
         .store()
@@ -59,17 +73,34 @@ pub async fn run(config: &Path, args: Args) -> Result<ExitCode, CliError> {
 
 /// Polls every customer, as many at once as the API client allows, and
 /// returns how many polls did not succeed.
+///
+/// A fixed set of workers takes customers from a shared queue, rather than
+/// one task per customer waiting for a place: with 10,000 customers those
+/// waiting tasks would hold memory (and scheduler time) for nothing. There
+/// are twice as many workers as places, so that while some wait for their
+/// turn at the database others keep every place busy with the API.
 pub async fn poll_all(poller: &Arc<Poller>, customers: Vec<Customer>) -> usize {
+    let workers = (2 * poller.api().max_concurrency()).clamp(1, customers.len().max(1));
+    let queue = Arc::new(std::sync::Mutex::new(customers.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
-    for customer in customers {
-        let poller = Arc::clone(poller);
-        tasks.spawn(async move { poller.poll(&customer).await.succeeded() });
+    for _ in 0..workers {
+        let (poller, queue) = (Arc::clone(poller), Arc::clone(&queue));
+        tasks.spawn(async move {
+            let mut failed = 0;
+            loop {
+                let next = queue.lock().expect("queue lock poisoned").next();
+                let Some(customer) = next else { break failed };
+                if !poller.poll(&customer).await.succeeded() {
+                    failed += 1;
+                }
+            }
+        });
     }
     let mut failed = 0;
     while let Some(result) = tasks.join_next().await {
-        if !matches!(result, Ok(true)) {
-            failed += 1;
-        }
+        // A worker that panicked lost its polls; count it as one failure so
+        // the exit code says something went wrong.
+        failed += result.unwrap_or(1);
     }
     failed
 }

@@ -3,9 +3,9 @@
 //!
 //! This file only wires things together: the config, the store, one
 //! [`Poller`] (so the API client's limits hold across the whole daemon), the
-//! [`Scheduler`], the signals, the systemd notify protocol and the hourly
-//! pruning of old `polls` rows. When each customer is due is the scheduler's
-//! business; what a poll records is the poller's.
+//! [`Scheduler`], the signals, the systemd notify protocol, the metrics
+//! listener and the hourly pruning of old `polls` rows. When each customer is
+//! due is the scheduler's business; what a poll records is the poller's.
 //!
 //! SIGHUP re-reads the config: customers added start polling, customers
 //! removed stop (their history stays), and an invalid new config is logged
@@ -27,6 +27,7 @@ use super::CliError;
 use crate::api::ApiClient;
 use crate::config::{ConfigFile, Settings};
 use crate::customer::{Customer, CustomerId};
+use crate::metrics::{self, Health};
 use crate::notify::Notifier;
 use crate::poller::{PollReport, Poller};
 use crate::scheduler::{Event, Roster, Scheduler, Timing};
@@ -67,6 +68,15 @@ pub async fn run(config: &Path, _args: Args) -> Result<ExitCode, CliError> {
         settings.schedule.alert_after_failures,
     ));
     let notifier = Notifier::from_env();
+    let heartbeat = metrics::heartbeat_period(
+        notifier.watchdog_period(),
+        settings.metrics_listen.is_some(),
+    );
+    let health = Health::new(heartbeat);
+    health.set_store(store.clone());
+    let _listener = metrics::serve(settings.metrics_listen, &health).await?;
+    metrics::set_poll_interval(settings.schedule.interval);
+    metrics::track(&store, &settings.customers).await;
     tracing::info!(
         customers = settings.customers.len(),
         database = %settings.storage.database.display(),
@@ -93,9 +103,9 @@ pub async fn run(config: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let mut scheduler = Scheduler::new(
         Timing::from(&settings.schedule),
         poll,
-        observer(notifier.clone()),
+        with_health(health, &notifier, observer(notifier.clone())),
     );
-    if let Some(period) = notifier.watchdog_period() {
+    if let Some(period) = heartbeat {
         scheduler = scheduler.heartbeat(period);
     }
     let stop = stop_requested(signals.terminate, signals.interrupt, notifier);
@@ -181,6 +191,22 @@ fn observer(notifier: Notifier) -> impl FnMut(Event<PollReport>) {
     }
 }
 
+/// Lets `health` see every scheduler event before `observe` does. The
+/// heartbeat also runs for `/healthz`; systemd hears it only if it asked.
+fn with_health(
+    health: Arc<Health>,
+    notifier: &Notifier,
+    mut observe: impl FnMut(Event<PollReport>),
+) -> impl FnMut(Event<PollReport>) {
+    let watchdog = notifier.watchdog_period().is_some();
+    move |event| {
+        health.observe(&event);
+        if watchdog || !matches!(event, Event::Heartbeat) {
+            observe(event);
+        }
+    }
+}
+
 /// The roster for `customers`, with how long ago the database says each was
 /// last polled, so that a restart resumes the schedule instead of restarting it.
 async fn resume(store: &Store, customers: Vec<Customer>) -> Result<Roster, StoreError> {
@@ -232,6 +258,7 @@ async fn reload_on_hangup(mut reload: Reload) {
             Ok(next) => match resume(&reload.store, next.customers.clone()).await {
                 // The scheduler answers a new roster with `READY=1`.
                 Ok(roster) => {
+                    metrics::track(&reload.store, &next.customers).await;
                     reload.roster.send_replace(roster);
                     reload.current = next;
                 }

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use super::CliError;
-use crate::simulator::{SimConfig, Simulator};
+use crate::simulator::{Command, SimConfig, Simulator};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -27,6 +29,25 @@ pub struct Args {
     /// Seed for generated IDs and names (same seed, same data).
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub seed: u64,
+    /// Delay added to every scan profile response, e.g. 50ms.
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
+    /// Up to this much more delay, drawn afresh for each response.
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub latency_jitter: Duration,
+    /// Fraction of all profiles changed per minute (added, renamed, switched
+    /// or deleted at random), e.g. 0.01; 0 leaves the data alone.
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_rate)]
+    pub mutation_rate: f64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a fraction of 0 or more, such as 0.01"
+        )),
+    }
 }
 
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -48,11 +69,25 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     )
     .await
     .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if !args.latency.is_zero() || !args.latency_jitter.is_zero() {
+        simulator
+            .apply(Command::SetLatency {
+                customer: None,
+                latency_ms: args.latency.as_millis() as u64,
+                jitter_ms: Some(args.latency_jitter.as_millis() as u64),
+            })
+            .context("cannot set the latency")?;
+    }
+    let simulator = Arc::new(simulator);
+    let mutating = (args.mutation_rate > 0.0)
+        .then(|| tokio::spawn(mutate_steadily(Arc::clone(&simulator), args.mutation_rate)));
 
     println!("{}", config_for(&simulator, "scanwatch-sim.db"));
     println!(
-        "# Control: curl -s {}/_sim/state ; curl -s -X POST -H 'content-type: application/json' \\\n\
+        "# Control: curl -s {}/_sim/state ; curl -s {}/_sim/counters ;\n\
+         #   curl -s -X POST -H 'content-type: application/json' \\\n\
          #   -d '{{\"op\":\"mutate\",\"count\":5}}' {}/_sim/commands",
+        simulator.base_url(),
         simulator.base_url(),
         simulator.base_url()
     );
@@ -61,8 +96,37 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;
-    simulator.shutdown().await;
+    if let Some(task) = mutating {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Ok(simulator) = Arc::try_unwrap(simulator) {
+        simulator.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Changes `rate` of all profiles per minute, in one batch a second; the
+/// fractional rest carries over, so low rates still mutate now and then.
+async fn mutate_steadily(simulator: Arc<Simulator>, rate: f64) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    let mut due = 0.0;
+    loop {
+        every.tick().await;
+        let profiles = simulator.profile_count();
+        due += rate * profiles as f64 / 60.0;
+        let count = due.floor();
+        due -= count;
+        if count >= 1.0 {
+            if let Err(error) = simulator.apply(Command::Mutate {
+                count: count as usize,
+            }) {
+                tracing::warn!(%error, "simulated mutation failed");
+            }
+        }
+    }
 }
 
 /// A complete config for scanwatch against `simulator`.

@@ -74,11 +74,14 @@ pub enum Command {
     },
     /// Delays every scan profile response for one customer, or for all
     /// (including customers added later) when `customer` is absent, by
-    /// `latency_ms`; 0 removes the delay. Lets tests keep a poll in flight.
+    /// `latency_ms` plus a uniform random part of up to `jitter_ms`; 0 removes
+    /// the delay. Lets tests keep a poll in flight and benchmarks model an API.
     SetLatency {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer: Option<String>,
         latency_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter_ms: Option<u64>,
     },
     /// Arms a fault on the token endpoint or the scan profile endpoints (for
     /// one customer, or all when `customer` is absent): it fires for the next
@@ -168,7 +171,8 @@ impl Command {
             Command::SetLatency {
                 customer,
                 latency_ms,
-            } => set_latency(state, customer.as_deref(), latency_ms),
+                jitter_ms,
+            } => set_latency(state, customer.as_deref(), latency_ms, jitter_ms),
             Command::InjectFault {
                 customer,
                 target,
@@ -201,18 +205,23 @@ fn set_latency(
     state: &mut SimState,
     customer: Option<&str>,
     latency_ms: u64,
+    jitter_ms: Option<u64>,
 ) -> Result<Value, ControlError> {
     let latency = std::time::Duration::from_millis(latency_ms);
+    let jitter = std::time::Duration::from_millis(jitter_ms.unwrap_or(0));
     let affected = match customer {
         Some(customer) => {
             let index = customer_index(state, customer)?;
             state.customers[index].latency = latency;
+            state.customers[index].latency_jitter = jitter;
             1
         }
         None => {
             state.default_latency = latency;
+            state.default_latency_jitter = jitter;
             for c in &mut state.customers {
                 c.latency = latency;
+                c.latency_jitter = jitter;
             }
             state.customers.len()
         }

@@ -48,6 +48,7 @@ pub(crate) fn router(state: SharedState, base_url: String) -> Router {
         .route(&format!("{PROFILES_PATH}/batch"), post(batch_profiles))
         .route("/_sim/commands", post(control_command))
         .route("/_sim/state", get(sim_state))
+        .route("/_sim/counters", get(sim_counters))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -295,6 +296,13 @@ fn control_status(error: &ControlError) -> StatusCode {
 /// `GET /_sim/state`.
 async fn sim_state(State(app): State<App>) -> Json<Value> {
     Json(app.state.lock().summary())
+}
+
+/// `GET /_sim/counters`: only the request counters, small whatever the
+/// number of customers, for a benchmark to read between cycles.
+async fn sim_counters(State(app): State<App>) -> Json<Value> {
+    let state = app.state.lock();
+    Json(json!({"counters": state.counters, "profiles": state.profile_count()}))
 }
 
 async fn not_found() -> Response {

@@ -164,6 +164,11 @@ impl Simulator {
         command.apply(&mut self.state.lock())
     }
 
+    /// Profiles served across all customers right now.
+    pub fn profile_count(&self) -> usize {
+        self.state.lock().profile_count()
+    }
+
     /// How many token and API requests the server has seen.
     pub fn counters(&self) -> Counters {
         self.state.lock().counters.clone()

@@ -87,6 +87,8 @@ pub(crate) struct Customer {
     pub behaviour: Behaviour,
     /// How long each scan profile response is held back (`SetLatency`).
     pub latency: Duration,
+    /// Up to this much more, drawn afresh for each response (`SetLatency`).
+    pub latency_jitter: Duration,
 }
 
 impl Customer {
@@ -110,6 +112,10 @@ pub(crate) struct SimState {
     pub default_behaviour: Behaviour,
     /// Applied to customers added later, so `SetLatency` for all sticks.
     pub default_latency: Duration,
+    pub default_latency_jitter: Duration,
+    /// Position in `customers` by lower-case ID: a benchmark serves 10,000
+    /// customers, and a linear search per request would be the bottleneck.
+    index: HashMap<String, usize>,
     /// Issued tokens and when each expires.
     tokens: HashMap<String, Instant>,
     pub counters: Counters,
@@ -125,6 +131,8 @@ impl SimState {
             customers: Vec::new(),
             default_behaviour: Behaviour::default(),
             default_latency: Duration::ZERO,
+            default_latency_jitter: Duration::ZERO,
+            index: HashMap::new(),
             tokens: HashMap::new(),
             counters: Counters::default(),
             faults: Faults::default(),
@@ -139,11 +147,13 @@ impl SimState {
     pub fn add_customer(&mut self, profiles: usize) -> String {
         let id = guid(&mut self.rng);
         let profiles = (0..profiles).map(|_| self.seeded_profile()).collect();
+        self.index.insert(id.clone(), self.customers.len());
         self.customers.push(Customer {
             id: id.clone(),
             profiles,
             behaviour: self.default_behaviour,
             latency: self.default_latency,
+            latency_jitter: self.default_latency_jitter,
         });
         id
     }
@@ -177,15 +187,30 @@ impl SimState {
 
     /// Looks a customer up by ID, ignoring case as GUIDs allow.
     pub fn customer(&self, id: &str) -> Option<&Customer> {
-        self.customers
-            .iter()
-            .find(|c| c.id.eq_ignore_ascii_case(id))
+        let at = match self.index.get(id) {
+            Some(&at) => at,
+            None => *self.index.get(&id.to_ascii_lowercase())?,
+        };
+        self.customers.get(at)
     }
 
-    /// The delay `SetLatency` asked for on `id`'s responses (none for an
-    /// unknown customer, whose 403 is immediate).
+    /// The delay `SetLatency` asked for on `id`'s responses, jitter drawn
+    /// (none for an unknown customer, whose 403 is immediate).
     pub fn latency(&self, id: &str) -> Duration {
-        self.customer(id).map_or(Duration::ZERO, |c| c.latency)
+        let Some(customer) = self.customer(id) else {
+            return Duration::ZERO;
+        };
+        let jitter = customer.latency_jitter.as_micros() as u64;
+        let extra = match jitter {
+            0 => 0,
+            _ => rand::rng().random_range(0..=jitter),
+        };
+        customer.latency + Duration::from_micros(extra)
+    }
+
+    /// Profiles served across all customers.
+    pub fn profile_count(&self) -> usize {
+        self.customers.iter().map(|c| c.profiles.len()).sum()
     }
 
     pub fn customer_ids(&self) -> Vec<String> {

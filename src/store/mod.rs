@@ -9,25 +9,35 @@
 //! next poll diffs against the last committed snapshot and finds the change
 //! again).
 //!
-//! An unchanged list is recognised by the SHA-256 of its items, stored while
-//! the snapshot mirrors it; such a poll commits with four statements instead
-//! of a full diff, because sqlx runs each statement on a worker thread and
-//! statement count is what an idle poll costs.
+//! sqlx runs every query on the connection's worker thread, and each round
+//! trip to it (two thread wake-ups) costs more CPU than the SQL itself, so a
+//! poll is written in as few round trips as the rules allow, each a fixed,
+//! cached multi-statement query:
+//! - an unchanged list, recognised by a SHA-256 stored while the snapshot
+//!   mirrors the list, commits in one round trip (`BEGIN IMMEDIATE`, the
+//!   `polls` row, `last_seen_at`, the customer's state, `COMMIT`);
+//! - any other list takes two more: one that begins the transaction and reads
+//!   the customer's state and snapshot, then the diff in Rust, then one that
+//!   writes the snapshot, the `polls` row, the changes and the customer's
+//!   state (passed as JSON arrays, so the statements never vary) and commits.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection};
+use tokio::sync::watch;
 
 use crate::config::StorageSettings;
 use crate::customer::Customer;
-use crate::diff::{self, ChangeKind, Outcome, Previous, Rules, SnapshotEntry, SnapshotOp};
+use crate::diff::{self, Change, ChangeKind, Outcome, Previous, Rules, SnapshotEntry, SnapshotOp};
 use crate::profile::Profile;
 use crate::timestamp;
 
@@ -66,6 +76,8 @@ pub enum StoreError {
     StoredProfile { profile_id: String, detail: String },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database {} was not written: its check at start did not pass", path.display())]
+    Unchecked { path: PathBuf },
 }
 
 impl StoreError {
@@ -73,6 +85,23 @@ impl StoreError {
     /// full disk), as opposed to a broken database.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Sql(_))
+    }
+}
+
+/// The `PRAGMA quick_check` and migrations of a store opened with
+/// [`Store::open_checking`].
+#[derive(Debug)]
+pub struct StartupCheck {
+    store: Store,
+    passed: watch::Sender<bool>,
+}
+
+impl StartupCheck {
+    /// Checks and migrates the database, then lets writes through.
+    pub async fn run(&self) -> Result<(), StoreError> {
+        self.store.check_and_migrate().await?;
+        self.passed.send_replace(true);
+        Ok(())
     }
 }
 
@@ -117,12 +146,45 @@ pub struct RecordedFailure {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// Set by [`Store::open_checking`]: true once the start-up check and the
+    /// migrations passed; writes wait for it.
+    checked: Option<watch::Receiver<bool>>,
 }
 
 impl Store {
     /// Opens (creating it and its folder if needed) the database for writing,
     /// checks it with `PRAGMA quick_check` and applies pending migrations.
     pub async fn open(settings: &StorageSettings) -> Result<Store, StoreError> {
+        let store = Self::connect(settings).await?;
+        store.check_and_migrate().await?;
+        Ok(store)
+    }
+
+    /// [`Store::open`] that returns before the check and the migrations,
+    /// which [`StartupCheck::run`] does: writes wait until it has passed, and
+    /// fail with [`StoreError::Unchecked`] once the [`StartupCheck`] is
+    /// dropped without passing. `poll` fetches while a large database is
+    /// checked (a second or more at 200 MB), so that the check does not add
+    /// to the cycle; nothing is written before it passes.
+    pub async fn open_checking(
+        settings: &StorageSettings,
+    ) -> Result<(Store, StartupCheck), StoreError> {
+        let unchecked = Self::connect(settings).await?;
+        let (passed, checked) = watch::channel(false);
+        let store = Store {
+            checked: Some(checked),
+            ..unchecked.clone()
+        };
+        Ok((
+            store,
+            StartupCheck {
+                store: unchecked,
+                passed,
+            },
+        ))
+    }
+
+    async fn connect(settings: &StorageSettings) -> Result<Store, StoreError> {
         let path = settings.database.clone();
         if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|source| StoreError::CreateFolder {
@@ -149,16 +211,38 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| classify_open_error(&path, source))?;
-        let store = Store { pool, path };
-        store.quick_check().await?;
+        Ok(Store {
+            pool,
+            path,
+            checked: None,
+        })
+    }
+
+    async fn check_and_migrate(&self) -> Result<(), StoreError> {
+        self.quick_check().await?;
         MIGRATOR
-            .run(&store.pool)
+            .run(&self.pool)
             .await
             .map_err(|source| StoreError::Migrate {
-                path: store.path.clone(),
+                path: self.path.clone(),
                 source,
-            })?;
-        Ok(store)
+            })
+    }
+
+    /// Waits until the start-up check of [`Store::open_checking`] passed.
+    async fn writable(&self) -> Result<(), StoreError> {
+        let Some(checked) = &self.checked else {
+            return Ok(());
+        };
+        if *checked.borrow() {
+            return Ok(());
+        }
+        match checked.clone().wait_for(|passed| *passed).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(StoreError::Unchecked {
+                path: self.path.clone(),
+            }),
+        }
     }
 
     /// Opens an existing database for reading only: `history` and `status`
@@ -182,6 +266,7 @@ impl Store {
         Ok(Store {
             pool,
             path: path.to_owned(),
+            checked: None,
         })
     }
 
@@ -210,103 +295,29 @@ impl Store {
 
     /// Diffs and commits an accepted list in one `BEGIN IMMEDIATE` transaction.
     pub async fn commit_list(&self, list: AcceptedList<'_>) -> Result<Committed, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let committed = Self::commit_list_on(&mut conn, list).await;
-        discard_after_failure(&mut conn, committed.is_err());
-        committed
+        let hash = list_hash(&list.profiles);
+        self.commit_list_hashed(list, hash).await
     }
 
-    async fn commit_list_on(
-        conn: &mut SqliteConnection,
+    /// [`Store::commit_list`] for a list whose digest the caller already
+    /// took, such as the SHA-256 of the response bodies it was parsed from:
+    /// equal digests must mean equal lists, nothing more is assumed.
+    pub async fn commit_list_hashed(
+        &self,
         list: AcceptedList<'_>,
+        hash: [u8; 32],
     ) -> Result<Committed, StoreError> {
-        let hash = list_hash(&list.profiles);
-        let profiles = list.profiles.len();
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let now = timestamp::now();
-        let customer_id = list.customer.id.as_str();
-
-        let state = sqlx::query(
-            "SELECT empty_streak, list_hash, consecutive_failures FROM customers \
-             WHERE customer_id = ?",
-        )
-        .bind(customer_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (empty_streak, stored_hash, previous_failures) = match &state {
-            Some(row) => (
-                row.get::<i64, _>(0) as u32,
-                row.get::<Option<Vec<u8>>, _>(1),
-                row.get::<i64, _>(2) as u32,
-            ),
-            None => {
-                sqlx::query("INSERT INTO customers (customer_id, name) VALUES (?, ?)")
-                    .bind(customer_id)
-                    .bind(&list.customer.name)
-                    .execute(&mut *tx)
-                    .await?;
-                (0, None, 0)
-            }
+        self.writable().await?;
+        let mut conn = WriteConnection(Some(self.pool.acquire().await?));
+        let committed = match commit_unchanged(conn.get(), &list, &hash).await {
+            Ok(Some(committed)) => Ok(committed),
+            Ok(None) => commit_changed(conn.get(), list, &hash).await,
+            Err(error) => Err(error),
         };
-
-        let outcome = if empty_streak == 0 && stored_hash.as_deref() == Some(&hash[..]) {
-            Outcome {
-                settled: true,
-                ..Outcome::default()
-            }
-        } else {
-            let previous = read_previous(&mut tx, customer_id, empty_streak).await?;
-            let outcome = diff::diff(&previous, list.profiles, list.rules);
-            apply_ops(&mut tx, customer_id, &outcome.ops, &now).await?;
-            outcome
-        };
-
-        if profiles > 0 {
-            sqlx::query(
-                "UPDATE profiles SET last_seen_at = ?1 WHERE customer_id = ?2 AND missing_polls = 0",
-            )
-            .bind(&now)
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?;
+        if committed.is_ok() {
+            conn.release();
         }
-        let poll_id: i64 = sqlx::query_scalar(
-            "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
-             profiles, added, changed, removed) VALUES (?, ?, ?, 'ok', ?, ?, ?, ?, ?) \
-             RETURNING poll_id",
-        )
-        .bind(customer_id)
-        .bind(&list.started_at)
-        .bind(&now)
-        .bind(list.http_status)
-        .bind(profiles as i64)
-        .bind(outcome.count(ChangeKind::Added) as i64)
-        .bind(outcome.count(ChangeKind::Changed) as i64)
-        .bind(outcome.count(ChangeKind::Removed) as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_changes(&mut tx, customer_id, poll_id, &now, &outcome).await?;
-        sqlx::query(
-            "UPDATE customers SET name = ?1, first_polled_at = coalesce(first_polled_at, ?2), \
-             last_polled_at = ?2, last_success_at = ?2, consecutive_failures = 0, \
-             last_error = NULL, empty_streak = ?3, list_hash = ?4 WHERE customer_id = ?5",
-        )
-        .bind(&list.customer.name)
-        .bind(&now)
-        .bind(outcome.empty_streak as i64)
-        .bind(outcome.settled.then_some(&hash[..]))
-        .bind(customer_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-
-        Ok(Committed {
-            poll_id,
-            finished_at: now,
-            profiles,
-            outcome,
-            previous_failures,
-        })
+        committed
     }
 
     /// Records a failed poll: its `polls` row and the customer's failure
@@ -315,6 +326,7 @@ impl Store {
         &self,
         poll: FailedPoll<'_>,
     ) -> Result<RecordedFailure, StoreError> {
+        self.writable().await?;
         let mut conn = self.pool.acquire().await?;
         let recorded = Self::record_failure_on(&mut conn, poll).await;
         discard_after_failure(&mut conn, recorded.is_err());
@@ -364,6 +376,7 @@ impl Store {
     /// Deletes `polls` rows older than `retention` that no change refers to;
     /// the rows behind recorded changes stay for as long as the history.
     pub async fn prune_polls(&self, retention: Duration) -> Result<u64, StoreError> {
+        self.writable().await?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let result = sqlx::query(
@@ -384,9 +397,61 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Every customer's poll state and snapshot size, for the metrics of a
+    /// daemon that starts or reloads.
+    pub async fn customer_states(&self) -> Result<Vec<CustomerState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_id, last_success_at, first_polled_at, consecutive_failures, \
+             (SELECT COUNT(*) FROM profiles p WHERE p.customer_id = c.customer_id) \
+             FROM customers c",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CustomerState {
+                customer_id: r.get(0),
+                last_success_at: r.get(1),
+                first_polled_at: r.get(2),
+                consecutive_failures: r.get::<i64, _>(3) as u32,
+                profiles: r.get::<i64, _>(4) as u64,
+            })
+            .collect())
+    }
+
+    /// Whether the database answers a query that reads it, for the health
+    /// endpoint.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM customers LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Bytes the database takes on disk: the file and its write-ahead log.
+    pub fn size_on_disk(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.as_os_str(), wal.as_os_str()]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A customer's row in `customers`, with the size of its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerState {
+    pub customer_id: String,
+    pub last_success_at: Option<String>,
+    pub first_polled_at: Option<String>,
+    pub consecutive_failures: u32,
+    pub profiles: u64,
 }
 
 /// Closes a connection whose write failed instead of returning it to the
@@ -401,8 +466,33 @@ fn discard_after_failure(conn: &mut PoolConnection<Sqlite>, failed: bool) {
     }
 }
 
+/// A connection that may be inside a transaction sqlx does not know of (the
+/// poll queries begin and commit their own): it is closed, which rolls the
+/// transaction back, unless [`WriteConnection::release`] says the work
+/// finished. That covers an error, and also a poll future dropped between
+/// two round trips (an abandoned poll at shutdown).
+struct WriteConnection(Option<PoolConnection<Sqlite>>);
+
+impl WriteConnection {
+    fn get(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("present until released or dropped")
+    }
+
+    fn release(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.0 {
+            discard_after_failure(conn, true);
+        }
+    }
+}
+
 /// The SHA-256 of a list's items, in order, as canonical JSON.
-fn list_hash(profiles: &[Profile]) -> [u8; 32] {
+pub fn list_hash(profiles: &[Profile]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for profile in profiles {
         // serde_json's map keeps keys sorted, so equal objects hash alike.
@@ -412,22 +502,259 @@ fn list_hash(profiles: &[Profile]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-async fn read_previous(
-    tx: &mut Transaction<'_, Sqlite>,
-    customer_id: &str,
-    empty_streak: u32,
-) -> Result<Previous, StoreError> {
-    let rows = sqlx::query(
-        "SELECT profile_id, raw_json, missing_polls FROM profiles \
-         WHERE customer_id = ? ORDER BY profile_id",
+/// The condition under which a list whose digest is `:hash` is known to be
+/// mirrored by the snapshot: the stored digest matches, no empty list is
+/// pending, and no failure has to be cleared. None of the statements below
+/// changes those columns, so the condition holds or fails for all of them.
+macro_rules! unchanged_condition {
+    () => {
+        "customer_id = :customer AND list_hash = :hash AND empty_streak = 0 \
+         AND consecutive_failures = 0"
+    };
+}
+
+/// The whole poll of an unchanged list, in one round trip; writes nothing
+/// (and returns no row) when the condition does not hold.
+static COMMIT_UNCHANGED: LazyLock<Named> = LazyLock::new(|| {
+    Named::new(concat!(
+        "BEGIN IMMEDIATE;",
+        "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
+         profiles) SELECT :customer, :started, :now, 'ok', :status, :profiles \
+         FROM customers WHERE ",
+        unchanged_condition!(),
+        " RETURNING poll_id;",
+        "UPDATE profiles SET last_seen_at = :now \
+         WHERE customer_id = :customer AND missing_polls = 0 \
+         AND EXISTS (SELECT 1 FROM customers WHERE ",
+        unchanged_condition!(),
+        ");",
+        "UPDATE customers SET name = :name, last_polled_at = :now, last_success_at = :now \
+         WHERE ",
+        unchanged_condition!(),
+        ";",
+        "COMMIT;",
+    ))
+});
+
+/// Commits `list` if the stored digest says the snapshot already mirrors
+/// it; `None` when a full diff is needed.
+async fn commit_unchanged(
+    conn: &mut SqliteConnection,
+    list: &AcceptedList<'_>,
+    hash: &[u8; 32],
+) -> Result<Option<Committed>, StoreError> {
+    let now = timestamp::now();
+    let rows = COMMIT_UNCHANGED
+        .query(&[
+            ("customer", Arg::Text(Some(list.customer.id.as_str()))),
+            ("name", Arg::Text(list.customer.name.as_deref())),
+            ("now", Arg::Text(Some(&now))),
+            ("started", Arg::Text(Some(&list.started_at))),
+            ("status", Arg::Int(list.http_status.map(i64::from))),
+            ("profiles", Arg::Int(Some(list.profiles.len() as i64))),
+            ("hash", Arg::Blob(Some(&hash[..]))),
+        ])
+        .fetch_all(&mut *conn)
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(Committed {
+        poll_id: row.try_get(0)?,
+        finished_at: now,
+        profiles: list.profiles.len(),
+        outcome: Outcome {
+            settled: true,
+            ..Outcome::default()
+        },
+        previous_failures: 0,
+    }))
+}
+
+/// Begins the transaction and reads, under its write lock, the customer's
+/// state and snapshot: one row per snapshot profile, or one row of NULL
+/// profile columns when the snapshot is empty; NULL state columns when the
+/// customer has no row yet.
+const READ_PREVIOUS: &str = "BEGIN IMMEDIATE;\
+     SELECT c.empty_streak, c.consecutive_failures, p.profile_id, p.raw_json, p.missing_polls, \
+     EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?1) \
+     FROM (SELECT ?1 AS id) AS k \
+     LEFT JOIN customers AS c ON c.customer_id = k.id \
+     LEFT JOIN profiles AS p ON p.customer_id = k.id \
+     ORDER BY p.profile_id;";
+
+/// Writes a diffed poll and commits. The snapshot writes and the changes
+/// come as JSON arrays (`:puts`, `:missing`, `:deletes`, `:changes`) so that
+/// this text, and so its prepared statements, never varies with how much
+/// changed. The changes take the poll ID of the row inserted just before
+/// them: AUTOINCREMENT IDs only grow and the write lock is held, so it is
+/// the largest.
+static WRITE_CHANGED: LazyLock<Named> = LazyLock::new(|| {
+    Named::new(
+        "INSERT INTO customers (customer_id, name) VALUES (:customer, :name) \
+         ON CONFLICT (customer_id) DO NOTHING;\
+         INSERT INTO profiles (customer_id, profile_id, profile_name, scan_mode, \
+         modified_time, raw_json, first_seen_at, last_seen_at, missing_polls) \
+         SELECT :customer, p.value ->> 0, p.value ->> 1, p.value ->> 2, p.value ->> 3, \
+         p.value ->> 4, :now, :now, 0 FROM json_each(:puts) AS p WHERE true \
+         ON CONFLICT (customer_id, profile_id) DO UPDATE SET \
+         profile_name = excluded.profile_name, scan_mode = excluded.scan_mode, \
+         modified_time = excluded.modified_time, raw_json = excluded.raw_json, \
+         last_seen_at = excluded.last_seen_at, missing_polls = 0;\
+         UPDATE profiles SET missing_polls = m.value ->> 1 FROM json_each(:missing) AS m \
+         WHERE profiles.customer_id = :customer AND profiles.profile_id = m.value ->> 0;\
+         DELETE FROM profiles WHERE customer_id = :customer \
+         AND profile_id IN (SELECT value FROM json_each(:deletes));\
+         UPDATE profiles SET last_seen_at = :now \
+         WHERE customer_id = :customer AND missing_polls = 0 AND :profiles > 0;\
+         INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
+         profiles, added, changed, removed) \
+         VALUES (:customer, :started, :now, 'ok', :status, :profiles, :added, :changed, \
+         :removed) RETURNING poll_id;\
+         INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, baseline, \
+         detected_at, profile_name, scan_mode, modified_time, old_profile_name, \
+         old_scan_mode, old_modified_time, changed_fields, raw_json) \
+         SELECT (SELECT max(poll_id) FROM polls), :customer, c.value ->> 0, c.value ->> 1, \
+         c.value ->> 2, :now, c.value ->> 3, c.value ->> 4, c.value ->> 5, c.value ->> 6, \
+         c.value ->> 7, c.value ->> 8, c.value ->> 9, c.value ->> 10 \
+         FROM json_each(:changes) AS c ORDER BY c.key;\
+         UPDATE customers SET name = :name, first_polled_at = coalesce(first_polled_at, :now), \
+         last_polled_at = :now, last_success_at = :now, consecutive_failures = 0, \
+         last_error = NULL, empty_streak = :empty_streak, list_hash = :hash \
+         WHERE customer_id = :customer;\
+         COMMIT;",
     )
-    .bind(customer_id)
-    .fetch_all(&mut **tx)
-    .await?;
+});
+
+/// Reads the snapshot, diffs `list` against it and writes the outcome, in
+/// one transaction of two round trips.
+async fn commit_changed(
+    conn: &mut SqliteConnection,
+    list: AcceptedList<'_>,
+    hash: &[u8; 32],
+) -> Result<Committed, StoreError> {
+    let customer_id = list.customer.id.as_str();
+    let profiles = list.profiles.len();
+    let rows = sqlx::query(READ_PREVIOUS)
+        .bind(customer_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let (previous, previous_failures) = read_previous(&rows)?;
+    let outcome = diff::diff(&previous, list.profiles, list.rules);
+
+    let now = timestamp::now();
+    let count = |kind| Arg::Int(Some(outcome.count(kind) as i64));
+    let puts = snapshot_json(&outcome.ops, OpKind::Put);
+    let missing = snapshot_json(&outcome.ops, OpKind::Missing);
+    let deletes = snapshot_json(&outcome.ops, OpKind::Delete);
+    let changes = changes_json(&outcome.changes);
+    let rows = WRITE_CHANGED
+        .query(&[
+            ("customer", Arg::Text(Some(customer_id))),
+            ("name", Arg::Text(list.customer.name.as_deref())),
+            ("now", Arg::Text(Some(&now))),
+            ("started", Arg::Text(Some(&list.started_at))),
+            ("status", Arg::Int(list.http_status.map(i64::from))),
+            ("profiles", Arg::Int(Some(profiles as i64))),
+            ("added", count(ChangeKind::Added)),
+            ("changed", count(ChangeKind::Changed)),
+            ("removed", count(ChangeKind::Removed)),
+            (
+                "empty_streak",
+                Arg::Int(Some(i64::from(outcome.empty_streak))),
+            ),
+            ("hash", Arg::Blob(outcome.settled.then_some(&hash[..]))),
+            ("puts", Arg::Text(Some(&puts))),
+            ("missing", Arg::Text(Some(&missing))),
+            ("deletes", Arg::Text(Some(&deletes))),
+            ("changes", Arg::Text(Some(&changes))),
+        ])
+        .fetch_all(&mut *conn)
+        .await?;
+    let poll_id = match rows.first() {
+        Some(row) => row.try_get(0)?,
+        None => return Err(sqlx::Error::RowNotFound.into()),
+    };
+
+    Ok(Committed {
+        poll_id,
+        finished_at: now,
+        profiles,
+        outcome,
+        previous_failures,
+    })
+}
+
+/// A multi-statement query written with `:name` parameters, rewritten to
+/// plain `?` ones bound in order of appearance. sqlx binds numbered
+/// parameters (`?3`) across statements only when every statement uses each
+/// number below its largest; these statements do not, and names read better.
+struct Named {
+    sql: String,
+    order: Vec<&'static str>,
+}
+
+/// A value for a [`Named`] parameter.
+#[derive(Clone, Copy)]
+enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Blob(Option<&'a [u8]>),
+}
+
+impl Named {
+    fn new(template: &'static str) -> Named {
+        let mut sql = String::with_capacity(template.len());
+        let mut order = Vec::new();
+        let mut rest = template;
+        while let Some(at) = rest.find(':') {
+            sql.push_str(&rest[..at]);
+            let name_len = rest[at + 1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - at - 1);
+            order.push(&rest[at + 1..at + 1 + name_len]);
+            sql.push('?');
+            rest = &rest[at + 1 + name_len..];
+        }
+        sql.push_str(rest);
+        Named { sql, order }
+    }
+
+    /// The query with `args` bound; every name used must be given.
+    fn query<'q>(
+        &'q self,
+        args: &[(&str, Arg<'q>)],
+    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        let mut query = sqlx::query(&self.sql);
+        for name in &self.order {
+            let arg = args
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, arg)| *arg)
+                .unwrap_or_else(|| panic!("no value for :{name}"));
+            query = match arg {
+                Arg::Text(v) => query.bind(v),
+                Arg::Int(v) => query.bind(v),
+                Arg::Blob(v) => query.bind(v),
+            };
+        }
+        query
+    }
+}
+
+/// The snapshot and customer state from [`READ_PREVIOUS`]'s rows, and the
+/// customer's consecutive failures before this poll.
+fn read_previous(rows: &[SqliteRow]) -> Result<(Previous, u32), StoreError> {
+    let (mut empty_streak, mut failures, mut has_history) = (0, 0, false);
     let mut snapshot = Vec::with_capacity(rows.len());
     for row in rows {
-        let profile_id: String = row.get(0);
-        let raw: &str = row.get(1);
+        empty_streak = row.get::<Option<i64>, _>(0).unwrap_or(0) as u32;
+        failures = row.get::<Option<i64>, _>(1).unwrap_or(0) as u32;
+        has_history = row.get::<bool, _>(5);
+        let Some(profile_id) = row.get::<Option<String>, _>(2) else {
+            continue;
+        };
+        let raw: &str = row.get(3);
         let value = serde_json::from_str(raw).map_err(|e| StoreError::StoredProfile {
             profile_id: profile_id.clone(),
             detail: e.to_string(),
@@ -438,114 +765,78 @@ async fn read_previous(
         })?;
         snapshot.push(SnapshotEntry {
             profile,
-            missing_polls: row.get::<i64, _>(2) as u32,
+            missing_polls: row.get::<i64, _>(4) as u32,
         });
     }
-    let has_history = if snapshot.is_empty() {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?)")
-            .bind(customer_id)
-            .fetch_one(&mut **tx)
-            .await?
-    } else {
-        true
-    };
-    Ok(Previous {
+    let previous = Previous {
+        has_history: has_history || !snapshot.is_empty(),
         snapshot,
         empty_streak,
-        has_history,
-    })
+    };
+    Ok((previous, failures))
 }
 
-async fn apply_ops(
-    tx: &mut Transaction<'_, Sqlite>,
-    customer_id: &str,
-    ops: &[SnapshotOp],
-    now: &str,
-) -> Result<(), StoreError> {
-    for op in ops {
-        match op {
-            SnapshotOp::Put(profile) => {
-                sqlx::query(
-                    "INSERT INTO profiles (customer_id, profile_id, profile_name, scan_mode, \
-                     modified_time, raw_json, first_seen_at, last_seen_at, missing_polls) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 0) \
-                     ON CONFLICT (customer_id, profile_id) DO UPDATE SET \
-                     profile_name = excluded.profile_name, scan_mode = excluded.scan_mode, \
-                     modified_time = excluded.modified_time, raw_json = excluded.raw_json, \
-                     last_seen_at = excluded.last_seen_at, missing_polls = 0",
-                )
-                .bind(customer_id)
-                .bind(&profile.id)
-                .bind(&profile.name)
-                .bind(profile.scan_mode)
-                .bind(&profile.modified_time)
-                .bind(profile.raw_json())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            SnapshotOp::Missing {
-                profile_id,
-                missing_polls,
-            } => {
-                sqlx::query(
-                    "UPDATE profiles SET missing_polls = ? WHERE customer_id = ? AND profile_id = ?",
-                )
-                .bind(*missing_polls as i64)
-                .bind(customer_id)
-                .bind(profile_id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            SnapshotOp::Delete { profile_id } => {
-                sqlx::query("DELETE FROM profiles WHERE customer_id = ? AND profile_id = ?")
-                    .bind(customer_id)
-                    .bind(profile_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
+#[derive(Clone, Copy, PartialEq)]
+enum OpKind {
+    Put,
+    Missing,
+    Delete,
 }
 
-async fn insert_changes(
-    tx: &mut Transaction<'_, Sqlite>,
-    customer_id: &str,
-    poll_id: i64,
-    now: &str,
-    outcome: &Outcome,
-) -> Result<(), StoreError> {
-    for change in &outcome.changes {
-        let previous = change.previous.as_ref();
-        let fields = change
-            .changed_fields
-            .as_ref()
-            .map(|f| serde_json::to_string(f).expect("a list of strings serialises"));
-        sqlx::query(
-            "INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, baseline, \
-             detected_at, profile_name, scan_mode, modified_time, old_profile_name, \
-             old_scan_mode, old_modified_time, changed_fields, raw_json) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(poll_id)
-        .bind(customer_id)
-        .bind(&change.profile.id)
-        .bind(change.kind.as_str())
-        .bind(change.baseline)
-        .bind(now)
-        .bind(&change.profile.name)
-        .bind(change.profile.scan_mode)
-        .bind(&change.profile.modified_time)
-        .bind(previous.and_then(|p| p.name.as_ref()))
-        .bind(previous.and_then(|p| p.scan_mode))
-        .bind(previous.and_then(|p| p.modified_time.as_ref()))
-        .bind(fields)
-        .bind(change.profile.raw_json())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+/// The snapshot writes of one kind as the JSON array [`WRITE_CHANGED`] reads.
+fn snapshot_json(ops: &[SnapshotOp], kind: OpKind) -> String {
+    let rows: Vec<serde_json::Value> = ops
+        .iter()
+        .filter_map(|op| match (op, kind) {
+            (SnapshotOp::Put(p), OpKind::Put) => Some(serde_json::json!([
+                p.id,
+                p.name,
+                p.scan_mode,
+                p.modified_time,
+                p.raw_json()
+            ])),
+            (
+                SnapshotOp::Missing {
+                    profile_id,
+                    missing_polls,
+                },
+                OpKind::Missing,
+            ) => Some(serde_json::json!([profile_id, missing_polls])),
+            (SnapshotOp::Delete { profile_id }, OpKind::Delete) => {
+                Some(serde_json::json!(profile_id))
+            }
+            _ => None,
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// The changes, in order, as the JSON array [`WRITE_CHANGED`] reads.
+fn changes_json(changes: &[Change]) -> String {
+    let rows: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|change| {
+            let previous = change.previous.as_ref();
+            let fields = change
+                .changed_fields
+                .as_ref()
+                .map(|f| serde_json::to_string(f).expect("a list of strings serialises"));
+            serde_json::json!([
+                change.profile.id,
+                change.kind.as_str(),
+                i64::from(change.baseline),
+                change.profile.name,
+                change.profile.scan_mode,
+                change.profile.modified_time,
+                previous.and_then(|p| p.name.as_ref()),
+                previous.and_then(|p| p.scan_mode),
+                previous.and_then(|p| p.modified_time.as_ref()),
+                fields,
+                change.profile.raw_json(),
+            ])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// Tells a damaged file from an unreachable one, so the message says what to do.
