@@ -10,7 +10,7 @@
 # The machine has only the stable toolchain. cargo-fuzz's sanitizers need
 # nightly (-Zsanitizer), so the sanitizer is off (-s none); the coverage
 # instrumentation libFuzzer needs uses stable rustc flags, and scanwatch has
-# no unsafe code of its own for AddressSanitizer to watch. A panic is still
+# no unsafe code in the parsers for AddressSanitizer to watch. A panic is still
 # a crash. Crashing inputs land in fuzz/artifacts/TARGET/; replay one with:
 #   cargo fuzz run -s none TARGET fuzz/artifacts/TARGET/FILE
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long leak run: tests/leaks.rs with more polls than CI's 20,000.
+# The long leak run: tests/leaks.rs with more polls than CI's 60,000.
 # `scanwatch run` polls the simulator at the shortest interval; open file
 # descriptors at 10% of the polls and at the end must be equal, and RSS
 # within max(5%, 2 MiB) (see docs/reliability.md).

@@ -136,6 +136,42 @@ async fn a_batch_page_that_comes_back_empty_before_the_total_fails_the_poll() {
 }
 
 #[tokio::test]
+async fn a_batch_server_that_ignores_the_page_index_fails_the_poll_instead_of_removing_profiles() {
+    let h = Harness::with_api_settings("endpoint = \"batch\"").await;
+    let batch = format!("{LIST_PATH}/batch");
+    Mock::given(method("POST"))
+        .and(path(batch.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [profile(A, "One", 0), profile(B, "Two", 1), profile(C, "Three", 0)],
+            "metadata": {"pageIndex": 1, "pageSize": 100, "totalCount": 3}
+        })))
+        .up_to_n_times(1)
+        .mount(&h.server)
+        .await;
+    assert_eq!(counts(&h.poll().await.outcome), (3, 3, 0, 0));
+    let before = h.history().await;
+
+    // Every page index gets the same first page: four items by the time
+    // page two is read, but only two of the three profiles announced.
+    Mock::given(method("POST"))
+        .and(path(batch.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [profile(A, "One", 0), profile(B, "Two", 1)],
+            "metadata": {"pageIndex": 1, "pageSize": 2, "totalCount": 3}
+        })))
+        .mount(&h.server)
+        .await;
+    let report = h.poll().await;
+    let error = failed_error(&report.outcome);
+    assert!(error.contains("2 of the 3"), "{error}");
+    assert_eq!(
+        h.history().await,
+        before,
+        "C must not be recorded as removed"
+    );
+}
+
+#[tokio::test]
 async fn a_next_link_to_another_origin_fails_and_is_never_requested() {
     let h = Harness::new().await;
     let elsewhere = MockServer::start().await;
@@ -206,6 +242,34 @@ async fn retry_after_on_a_429_is_honoured() {
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the retry came after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_with_no_retry_left_still_holds_back_the_next_request() {
+    let h = Harness::with_api_settings("retries = 0").await;
+    h.serve_list(json!([profile(A, "One", 0)])).await;
+    Mock::given(method("GET"))
+        .and(path(LIST_PATH))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+
+    let first = h.poll().await;
+    assert!(failed_error(&first.outcome).contains("429"), "{first:?}");
+    assert_eq!(h.list_requests().await, 1, "no retry with retries = 0");
+
+    // The next poll is another request to the same host: it must wait out
+    // the pause the 429 asked for.
+    let started = Instant::now();
+    let second = h.poll().await;
+    assert!(second.succeeded(), "{second:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the next request went out after {:?}",
         started.elapsed()
     );
 }

@@ -343,11 +343,19 @@ fn a_world_readable_config_with_an_inline_secret_draws_one_warning() {
 async fn demo_records_its_scripted_story_and_tells_it_the_same_way_twice() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
+    // Overrides meant for the real service must not reach the demo: simulated
+    // customers in the real, append-only history could never be taken out.
+    let production = dir.path().join("production.db");
     let mut stories = Vec::new();
     for _ in 0..2 {
         let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
             .args(["demo", "--db"])
             .arg(&db)
+            .env("SCANWATCH__STORAGE__DATABASE", &production)
+            .env(
+                "SCANWATCH__AUTH__CERTIFICATE_FILE",
+                dir.path().join("app.pem"),
+            )
             .current_dir(dir.path())
             .output()
             .unwrap();
@@ -381,4 +389,8 @@ async fn demo_records_its_scripted_story_and_tells_it_the_same_way_twice() {
         );
     }
     assert_eq!(stories[0], stories[1]);
+    assert!(
+        !production.exists(),
+        "demo wrote to the overridden database"
+    );
 }

@@ -175,10 +175,13 @@ async fn fails_then_recovers(
 
 /// A transient status that clears before the retries run out: the poll
 /// succeeds and records exactly the rename. Returns how long it took.
-async fn retried_once(h: &SimHarness, fault: Fault) -> Duration {
+///
+/// The fault is made just before it is armed, so that a `Retry-After` date
+/// counts from then and not from before the harness and baseline were set up.
+async fn retried_once(h: &SimHarness, fault: impl FnOnce() -> Fault) -> Duration {
     let before = baseline(h).await;
     let renamed = rename(h, 0);
-    h.inject(FaultTarget::List, fault, 1);
+    h.inject(FaultTarget::List, fault(), 1);
     let requests = api_requests(h);
     let started = Instant::now();
     assert_eq!(ok_counts(&h.poll().await), (5, 0, 1, 0));
@@ -214,20 +217,26 @@ async fn outlasts_the_retries(code: u16) {
     assert_eq!(api_requests(&h) - requests.get(), 4);
 }
 
-fn http_date_in(seconds: u64) -> String {
-    httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(seconds))
+/// A `Retry-After` date two seconds ahead: HTTP dates are whole seconds, so
+/// the wait it asks for is between one and two seconds from now.
+fn http_date_in_2s() -> String {
+    httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2))
 }
 
-async fn waits_for_retry_after(code: u16, retry_after: String) {
+fn one_second() -> String {
+    "1".to_owned()
+}
+
+async fn waits_for_retry_after(code: u16, retry_after: fn() -> String) {
     let h = SimHarness::start(SimSetup::default()).await;
-    let took = retried_once(&h, status_retry_after(code, retry_after)).await;
+    let took = retried_once(&h, || status_retry_after(code, retry_after())).await;
     // Backoff alone would retry within 250 ms.
     assert!(took >= Duration::from_millis(900), "retried after {took:?}");
 }
 
 async fn retried_without_retry_after(code: u16) {
     let h = SimHarness::start(SimSetup::default()).await;
-    let took = retried_once(&h, status(code)).await;
+    let took = retried_once(&h, || status(code)).await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
@@ -240,12 +249,12 @@ async fn a_500_once_is_retried_and_only_the_real_change_is_recorded() {
 
 #[tokio::test]
 async fn a_500_with_retry_after_in_seconds_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(500, "1".to_owned()).await;
+    waits_for_retry_after(500, one_second).await;
 }
 
 #[tokio::test]
 async fn a_500_with_retry_after_as_an_http_date_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(500, http_date_in(2)).await;
+    waits_for_retry_after(500, http_date_in_2s).await;
 }
 
 #[tokio::test]
@@ -260,12 +269,12 @@ async fn a_502_once_is_retried_and_only_the_real_change_is_recorded() {
 
 #[tokio::test]
 async fn a_502_with_retry_after_in_seconds_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(502, "1".to_owned()).await;
+    waits_for_retry_after(502, one_second).await;
 }
 
 #[tokio::test]
 async fn a_502_with_retry_after_as_an_http_date_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(502, http_date_in(2)).await;
+    waits_for_retry_after(502, http_date_in_2s).await;
 }
 
 #[tokio::test]
@@ -280,12 +289,12 @@ async fn a_503_once_without_retry_after_is_retried_and_only_the_real_change_is_r
 
 #[tokio::test]
 async fn a_503_with_retry_after_in_seconds_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(503, "1".to_owned()).await;
+    waits_for_retry_after(503, one_second).await;
 }
 
 #[tokio::test]
 async fn a_503_with_retry_after_as_an_http_date_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(503, http_date_in(2)).await;
+    waits_for_retry_after(503, http_date_in_2s).await;
 }
 
 #[tokio::test]
@@ -297,7 +306,7 @@ async fn a_503_on_every_attempt_fails_the_poll_and_leaves_the_history_untouched(
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_waited_for_then_the_change_recorded_once() {
-    waits_for_retry_after(429, "1".to_owned()).await;
+    waits_for_retry_after(429, one_second).await;
 }
 
 #[tokio::test]
@@ -510,7 +519,7 @@ async fn a_refused_connection_fails_the_poll_without_a_trace() {
 #[tokio::test]
 async fn a_connection_reset_mid_body_once_is_retried_and_the_change_recorded_once() {
     let h = SimHarness::start(SimSetup::default()).await;
-    retried_once(&h, Fault::ResetMidBody { keep_bytes: None }).await;
+    retried_once(&h, || Fault::ResetMidBody { keep_bytes: None }).await;
 }
 
 #[tokio::test]

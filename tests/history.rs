@@ -605,10 +605,10 @@ const GROWTH_BOUND_KIB: u64 = 4 * 1024;
 /// Holding the rows would take well over 100 MiB.
 const PEAK_BOUND_KIB: u64 = 64 * 1024;
 
-/// CSV is the cheapest format to produce in a debug build, which keeps this
-/// test short; every format shares the same row-by-row path.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_200000_row_history_streams_in_flat_memory() {
+/// Prints a 200,000-row history in `format`, which frames the rows with
+/// `framing` lines of its own (a header, brackets), and checks that the peak
+/// memory stays flat while it does.
+async fn streams_in_flat_memory(format: &str, framing: u64) {
     let rows = 200_000;
     let dir = tempfile::tempdir().unwrap();
     let settings = scanwatch::config::ConfigFile::from_toml(
@@ -627,10 +627,10 @@ async fn a_200000_row_history_streams_in_flat_memory() {
     let config = dir.path().join("scanwatch.toml");
     std::fs::write(&config, "[storage]\ndatabase = \"big.db\"\n").unwrap();
 
-    let mut command = scanwatch(&config, &["history", "--format", "csv"]);
-    let measured = run_measured(&mut command, rows + 1, 2_000);
+    let mut command = scanwatch(&config, &["history", "--format", format]);
+    let measured = run_measured(&mut command, rows + framing, 2_000);
     assert_eq!(measured.exit_code, Some(0), "{}", measured.stderr);
-    assert_eq!(measured.lines, rows + 1, "a header and every row");
+    assert_eq!(measured.lines, rows + framing, "every row and the framing");
     // Streaming keeps the statement open for seconds: no "slow statement" warning.
     assert!(measured.stderr.is_empty(), "{}", measured.stderr);
     assert!(
@@ -639,7 +639,7 @@ async fn a_200000_row_history_streams_in_flat_memory() {
     );
     assert!(measured.samples >= 90, "{} samples", measured.samples);
     eprintln!(
-        "peak RSS: {} KiB after a quarter of the rows, {} KiB after {} rows ({} MiB of CSV)",
+        "peak RSS: {} KiB after a quarter of the rows, {} KiB after {} rows ({} MiB of {format})",
         measured.quarter_peak_kib,
         measured.last_peak_kib,
         rows,
@@ -661,6 +661,17 @@ async fn a_200000_row_history_streams_in_flat_memory() {
         "peak RSS {} KiB",
         measured.last_peak_kib
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200000_row_history_streams_as_csv_in_flat_memory() {
+    streams_in_flat_memory("csv", 1).await;
+}
+
+/// One JSON array is the format most tempting to build in memory first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200000_row_history_streams_as_one_json_array_in_flat_memory() {
+    streams_in_flat_memory("json", 2).await;
 }
 
 #[tokio::test]
@@ -696,4 +707,73 @@ async fn a_reader_that_stops_early_ends_history_quietly() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(output.stderr.is_empty(), "{}", stderr(&output));
+}
+
+/// The unit's layout: the state folder and the database belong to the
+/// service, and its group may read them but not write them
+/// (`StateDirectoryMode=0750`, `UMask=0027`). `nobody` in group `nogroup`
+/// stands in for an admin in the service's group.
+#[tokio::test]
+async fn a_member_of_the_service_group_reads_the_history_while_the_service_is_stopped() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    const READER: u32 = 65534;
+
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root so that this test can hand files to another user"
+        );
+        println!("skipped: needs root to hand the files to another user");
+        return;
+    }
+    let s = Seeded::new().await;
+    s.poller.store().close().await;
+    let folder = s.db.parent().unwrap();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        chown(&path, Some(0), Some(READER)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    chown(folder, Some(0), Some(READER)).unwrap();
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o750)).unwrap();
+
+    let as_reader = |program: &std::ffi::OsStr, args: Vec<&std::ffi::OsStr>| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args);
+        command
+    };
+    let inner = scanwatch(&s.config, &["history"]);
+    let mut history = as_reader(inner.get_program(), inner.get_args().collect());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => history.env(key, value),
+            None => history.env_remove(key),
+        };
+    }
+    let rows = ndjson(&history.output().unwrap());
+    assert_eq!(rows.len(), SEEDED_ROWS);
+
+    if which("sqlite3") {
+        let output = as_reader(
+            "sqlite3".as_ref(),
+            vec![
+                "-readonly".as_ref(),
+                s.db.as_os_str(),
+                "SELECT count(*) FROM profile_changes".as_ref(),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output).trim(), SEEDED_ROWS.to_string());
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -124,6 +124,9 @@ impl ApiClient {
             // A redirect could carry the bearer token to another host; the
             // API has no reason to redirect, so any redirect is an error.
             .redirect(reqwest::redirect::Policy::none())
+            // No more idle keep-alive connections than polls can use at once:
+            // the pool otherwise keeps whatever a burst of returns left open.
+            .pool_max_idle_per_host(api.max_concurrency)
             .user_agent(concat!("scanwatch/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TokenError::Setup(error_chain(&e)))?;
@@ -265,12 +268,13 @@ impl ApiClient {
                     total_count,
                     next_link,
                 } => {
-                    let empty = page_items.is_empty();
+                    let before = distinct_profiles(&items);
                     items.extend(page_items);
-                    if items.len() as u64 >= total_count {
+                    let received = distinct_profiles(&items);
+                    if received as u64 >= total_count {
                         None
-                    } else if next_link.is_none() || empty {
-                        return Err(short_list(status, items.len(), total_count));
+                    } else if next_link.is_none() || received == before {
+                        return Err(short_list(status, received, total_count));
                     } else {
                         next_link
                     }
@@ -339,13 +343,16 @@ impl ApiClient {
                     })
                 }
             };
-            let empty = page_items.is_empty();
+            let before = distinct_profiles(&items);
             items.extend(page_items);
-            if items.len() as u64 >= total_count {
+            let received = distinct_profiles(&items);
+            if received as u64 >= total_count {
                 return Ok((status, page_index, items));
             }
-            if empty {
-                return Err(short_list(status, items.len(), total_count));
+            // An empty page, or one of profiles already received, before the
+            // total: asking for more would only get the same again.
+            if received == before {
+                return Err(short_list(status, received, total_count));
             }
             if page_index >= max_pages {
                 return Err(FetchError::Paging {
@@ -456,6 +463,11 @@ impl ApiClient {
                         max: self.settings.max_retry_after,
                     });
                 }
+                // The server asked this client to hold off, so every request
+                // to it waits, even when this one has no retry left: the
+                // other customers' polls are what would hit it next.
+                self.limits.pause(&self.origin, wait);
+                crate::metrics::retry_after_pause(wait);
             }
             if attempt >= self.settings.retries {
                 let message = format!("{message} (gave up after {} attempts)", attempt + 1);
@@ -464,14 +476,8 @@ impl ApiClient {
                     None => FetchError::Transport(message),
                 });
             }
-            let wait = match retry_after {
-                Some(wait) => {
-                    self.limits.pause(&self.origin, wait);
-                    wait
-                }
-                None => limits::backoff(attempt),
-            };
-            crate::metrics::api_retry(retry_after);
+            let wait = retry_after.unwrap_or_else(|| limits::backoff(attempt));
+            crate::metrics::api_retry();
             tracing::warn!(
                 url = %url,
                 http_status = status_code,
@@ -586,11 +592,31 @@ fn hash_page(digest: &mut Sha256, body: &[u8]) {
     digest.update(body);
 }
 
+/// How many different profiles `items` hold, which is what a list's
+/// `totalCount` counts. Counting items instead would take a page served
+/// twice (a server that ignores `pageIndex`, or rows that shifted between
+/// pages) for the missing rest of the list, and record the profiles never
+/// received as removed. An item without a readable `profileId` counts as its
+/// own profile; it fails the poll later, when the list is validated.
+fn distinct_profiles(items: &[serde_json::Value]) -> usize {
+    let mut seen = HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .filter(
+            |item| match item.get("profileId").and_then(|id| id.as_str()) {
+                Some(id) => seen.insert(id.to_ascii_lowercase()),
+                None => true,
+            },
+        )
+        .count()
+}
+
 fn short_list(status: u16, received: usize, total: u64) -> FetchError {
     FetchError::Paging {
         status,
         message: format!(
-            "the list ended after {received} of the {total} profiles its totalCount announced; \
+            "the list ended after {received} of the {total} profiles its totalCount announced \
+             (a page that repeats profiles already received ends it too); \
              an incomplete list is not used"
         ),
     }

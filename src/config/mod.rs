@@ -216,6 +216,23 @@ pub struct ConfigFile {
     inline_secrets: Vec<&'static str>,
 }
 
+/// The TOML reader's error as one line, without the excerpt of the file it
+/// draws under the message: that excerpt is the offending line itself, which
+/// may be `client_secret = "..."`, and it would span several lines of the log.
+fn syntax_message(error: &str) -> String {
+    let is_excerpt = |line: &str| {
+        line.split_once('|')
+            .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))
+    };
+    error
+        .lines()
+        .filter(|line| !is_excerpt(line))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// The keys whose value is a secret when written inline.
 const SECRET_KEYS: [&str; 2] = ["auth.client_secret", "auth.certificate_password"];
 
@@ -235,30 +252,45 @@ impl ConfigFile {
         Self::from_toml(path, &text)
     }
 
-    /// Parses config text as if it had been read from `path`.
+    /// Parses config text as if it had been read from `path`, with the
+    /// `SCANWATCH__SECTION__KEY` environment overrides applied.
     pub fn from_toml(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+        Self::parse(path, text, true)
+    }
+
+    /// Parses config text that scanwatch wrote itself (the demo's), ignoring
+    /// the environment: an override meant for the real service, such as
+    /// `SCANWATCH__STORAGE__DATABASE`, must not send simulated data into the
+    /// real history.
+    pub fn from_own_toml(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+        Self::parse(path, text, false)
+    }
+
+    fn parse(path: &Path, text: &str, environment: bool) -> Result<ConfigFile, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let file_error = |message: String| ConfigError::File {
             path: path.clone(),
             message,
         };
+        let syntax_error = |e: config::ConfigError| file_error(syntax_message(&e.to_string()));
         let file_only = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
-            .map_err(|e| file_error(e.to_string()))?;
+            .map_err(syntax_error)?;
         let inline_secrets = SECRET_KEYS
             .into_iter()
             .filter(|key| file_only.get_string(key).is_ok_and(|v| !v.is_empty()))
             .collect();
-        let merged = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .add_source(
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        if environment {
+            builder = builder.add_source(
                 config::Environment::with_prefix("SCANWATCH")
                     .prefix_separator("__")
                     .separator("__"),
-            )
-            .build()
-            .map_err(|e| file_error(e.to_string()))?;
+            );
+        }
+        let merged = builder.build().map_err(syntax_error)?;
         let value: config::Value = merged
             .try_deserialize()
             .map_err(|e| file_error(e.to_string()))?;

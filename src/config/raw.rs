@@ -35,7 +35,8 @@ pub struct RawApi {
     pub max_requests_per_second: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `Debug` is written by hand: the inline secrets print as redacted.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     pub client_id: Option<String>,
@@ -45,6 +46,24 @@ pub struct RawAuth {
     pub private_key_file: Option<String>,
     pub certificate_password: Option<String>,
     pub certificate_password_file: Option<String>,
+}
+
+impl std::fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[redacted]");
+        f.debug_struct("RawAuth")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("certificate_file", &self.certificate_file)
+            .field("private_key_file", &self.private_key_file)
+            .field(
+                "certificate_password",
+                &redacted(&self.certificate_password),
+            )
+            .field("certificate_password_file", &self.certificate_password_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -300,6 +300,30 @@ fn debug_output_of_settings_never_shows_the_secret() {
 }
 
 #[test]
+fn debug_output_of_the_parsed_file_never_shows_an_inline_secret() {
+    let text = minimal() + "\n";
+    let text = text.replace("[auth]", "[auth]\ncertificate_password = \"pfx-pa55\"");
+    let file = load(&text).unwrap();
+    let printed = format!("{file:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(!printed.contains("pfx-pa55"), "{printed}");
+    assert!(printed.contains("client_id: Some(\"app\")"), "{printed}");
+}
+
+#[test]
+fn a_syntax_error_is_one_line_with_its_place_but_not_the_line_itself() {
+    let text = minimal().replace("\"s3cret\"", "\"s3cret\\q\"");
+    let err = error_of(&text);
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    assert!(
+        err.starts_with("config file /etc/scanwatch/scanwatch.toml"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_example_config_is_valid_and_sets_every_default() {
     let text = include_str!("../../config/scanwatch.example.toml");
     let file = ConfigFile::from_toml(Path::new("/etc/scanwatch/scanwatch.toml"), text).unwrap();

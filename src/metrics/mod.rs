@@ -417,16 +417,18 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a retry of an API request, and the pause when a `Retry-After`
-    /// asked for one.
-    pub fn api_retry(&self, retry_after: Option<Duration>) {
+    /// Counts a retry of an API request.
+    pub fn api_retry(&self) {
         self.retries
             .get_or_create(&EndpointLabel { endpoint: "api" })
             .inc();
-        if let Some(wait) = retry_after {
-            self.retry_after_pauses.inc();
-            self.retry_after_seconds.inc_by(wait.as_secs_f64());
-        }
+    }
+
+    /// Counts a pause of every request to the API that a `Retry-After` asked
+    /// for, whether or not a retry of the request that got it follows.
+    pub fn retry_after_pause(&self, wait: Duration) {
+        self.retry_after_pauses.inc();
+        self.retry_after_seconds.inc_by(wait.as_secs_f64());
     }
 
     pub fn token_retry(&self) {
@@ -648,8 +650,13 @@ pub fn api_response(status: Option<u16>) {
 }
 
 /// See [`Metrics::api_retry`].
-pub fn api_retry(retry_after: Option<Duration>) {
-    global().api_retry(retry_after);
+pub fn api_retry() {
+    global().api_retry();
+}
+
+/// See [`Metrics::retry_after_pause`].
+pub fn retry_after_pause(wait: Duration) {
+    global().retry_after_pause(wait);
 }
 
 /// See [`Metrics::token_retry`].

@@ -144,8 +144,9 @@ fn responses_are_counted_by_status_class_and_retries_by_endpoint() {
     metrics.api_response(Some(429));
     metrics.api_response(Some(503));
     metrics.api_response(None);
-    metrics.api_retry(None);
-    metrics.api_retry(Some(Duration::from_millis(1500)));
+    metrics.api_retry();
+    metrics.api_retry();
+    metrics.retry_after_pause(Duration::from_millis(1500));
     metrics.token_retry();
 
     let parsed = scrape(&metrics);

@@ -208,6 +208,7 @@ impl Store {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(600))
+            .after_connect(|connection, _| Box::pin(keep_wal_files(connection)))
             .connect_with(options)
             .await
             .map_err(|source| classify_open_error(&path, source))?;
@@ -837,6 +838,36 @@ fn changes_json(changes: &[Change]) -> String {
         })
         .collect();
     serde_json::Value::Array(rows).to_string()
+}
+
+/// Asks SQLite to keep the `-wal` and `-shm` files when this connection, the
+/// last one, closes (`SQLITE_FCNTL_PERSIST_WAL`), instead of deleting them.
+///
+/// A WAL database can be opened read-only only while those files exist or
+/// can be created. The service's state folder is writable by the service
+/// alone, so without them an admin in its group could run `scanwatch
+/// history` or `sqlite3` only while the service runs.
+async fn keep_wal_files(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    use std::ffi::c_int;
+
+    let mut handle = connection.lock_handle().await?;
+    let mut keep: c_int = 1;
+    // SAFETY: the handle is an open connection, locked for the length of
+    // this call; SQLite reads and writes `keep`, a live c_int, only within it.
+    let code = unsafe {
+        libsqlite3_sys::sqlite3_file_control(
+            handle.as_raw_handle().as_ptr(),
+            c"main".as_ptr(),
+            libsqlite3_sys::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut keep as *mut c_int).cast(),
+        )
+    };
+    if code != libsqlite3_sys::SQLITE_OK {
+        return Err(sqlx::Error::Protocol(format!(
+            "cannot ask SQLite to keep the WAL files (code {code})"
+        )));
+    }
+    Ok(())
 }
 
 /// Tells a damaged file from an unreachable one, so the message says what to do.

@@ -323,3 +323,14 @@ async fn read_only_open_never_creates_a_database() {
     assert!(matches!(err, StoreError::Missing { .. }));
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn history_prints_exactly_the_columns_of_the_change_history_view() {
+    let f = fixture().await;
+    let columns: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('change_history') ORDER BY cid")
+            .fetch_all(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(columns, crate::history::COLUMNS);
+}

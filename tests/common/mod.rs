@@ -28,13 +28,19 @@ pub fn profile(id: &str, name: &str, mode: i64) -> Value {
 
 /// Config text for a server at `base`, with a database in `dir`.
 pub fn config_text(base: &str, dir: &Path, extra_api: &str) -> String {
+    // Two retries unless the test sets its own (a key may appear once).
+    let retries = if extra_api.contains("retries") {
+        ""
+    } else {
+        "retries = 2"
+    };
     format!(
         r#"
 [api]
 base_url = "{base}"
 token_url = "{base}/connect/token"
 timeout = "2s"
-retries = 2
+{retries}
 max_requests_per_second = 0
 {extra_api}
 
