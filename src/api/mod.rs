@@ -476,7 +476,10 @@ impl ApiClient {
                     None => FetchError::Transport(message),
                 });
             }
-            let wait = retry_after.unwrap_or_else(|| limits::backoff(attempt));
+            // A zero Retry-After (or a date already past) asks for no pause,
+            // and the retry still backs off like any other.
+            let paused = retry_after.filter(|wait| !wait.is_zero());
+            let wait = paused.unwrap_or_else(|| limits::backoff(attempt));
             crate::metrics::api_retry();
             tracing::warn!(
                 url = %url,
@@ -487,7 +490,8 @@ impl ApiClient {
                 error = %message,
                 "request failed, retrying"
             );
-            if retry_after.is_none() {
+            // A pause is waited out by the next request's turn at the limits.
+            if paused.is_none() {
                 tokio::time::sleep(wait).await;
             }
             attempt += 1;
