@@ -22,6 +22,8 @@ use crate::timestamp;
 pub enum PollOutcome {
     /// The list was committed.
     Ok {
+        /// The status of the (last) page of the list.
+        http_status: u16,
         profiles: usize,
         added: usize,
         changed: usize,
@@ -132,10 +134,11 @@ impl Poller {
         fetched: Fetched,
         started: Instant,
     ) -> PollReport {
+        let http_status = fetched.http_status;
         let list = AcceptedList {
             customer,
             started_at,
-            http_status: Some(fetched.http_status),
+            http_status: Some(http_status),
             profiles: fetched.profiles,
             rules: &self.rules,
         };
@@ -160,6 +163,7 @@ impl Poller {
         PollReport {
             poll_id: Some(committed.poll_id),
             outcome: PollOutcome::Ok {
+                http_status,
                 profiles: committed.profiles,
                 added: outcome.count(ChangeKind::Added),
                 changed: outcome.count(ChangeKind::Changed),
@@ -231,6 +235,7 @@ fn log_report(report: &PollReport) {
     let duration_ms = report.duration.as_millis() as u64;
     match &report.outcome {
         PollOutcome::Ok {
+            http_status,
             profiles,
             added,
             changed,
@@ -238,6 +243,7 @@ fn log_report(report: &PollReport) {
         } => tracing::info!(
             poll_id = report.poll_id,
             outcome = "ok",
+            http_status,
             profiles,
             added,
             changed,

@@ -30,6 +30,7 @@ fn counts(outcome: &PollOutcome) -> (usize, usize, usize, usize) {
             added,
             changed,
             removed,
+            ..
         } => (*profiles, *added, *changed, *removed),
         other => panic!("expected a successful poll, got {other:?}"),
     }
@@ -286,6 +287,42 @@ async fn a_retry_after_longer_than_allowed_fails_the_poll_at_once() {
     let error = failed_error(&report.outcome);
     assert!(error.contains("max_retry_after"), "{error}");
     assert_eq!(h.list_requests().await, 1);
+}
+
+/// A token endpoint on a fresh server answering with tokens of `lifetime`
+/// seconds, and a harness polling through it.
+async fn harness_with_token_lifetime(lifetime: u64) -> Harness {
+    let h = Harness::new().await;
+    h.server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": TOKEN, "token_type": "Bearer", "expires_in": lifetime
+        })))
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(LIST_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([profile(A, "One", 0)])))
+        .mount(&h.server)
+        .await;
+    h
+}
+
+#[tokio::test]
+async fn an_hour_long_token_serves_every_poll_and_one_that_lapses_at_once_none() {
+    let h = harness_with_token_lifetime(3600).await;
+    for _ in 0..3 {
+        assert!(h.poll().await.succeeded());
+    }
+    assert_eq!(h.token_requests().await, 1);
+
+    // A token that is already expired when it arrives is never reused.
+    let h = harness_with_token_lifetime(0).await;
+    for _ in 0..3 {
+        assert!(h.poll().await.succeeded());
+    }
+    assert_eq!(h.token_requests().await, 3);
 }
 
 #[tokio::test]

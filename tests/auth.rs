@@ -140,6 +140,7 @@ async fn a_poll_with_a_pem_certificate_records_the_simulators_profiles() {
     assert_eq!(
         report.outcome,
         PollOutcome::Ok {
+            http_status: 200,
             profiles: 4,
             added: 4,
             changed: 0,

@@ -119,12 +119,39 @@ async fn two_poll_processes_at_once_record_each_change_exactly_once() {
     let setup = scanwatch(&config, &["poll"]).output().unwrap();
     assert_eq!(setup.status.code(), Some(0), "{}", stderr(&setup));
     sim.apply(simulator::Command::Mutate { count: 12 }).unwrap();
+    // Slow answers, so that both processes hold the same fetched lists
+    // before either commits; the overlap is checked below, not assumed.
+    sim.apply(simulator::Command::SetLatency {
+        customer: None,
+        latency_ms: 500,
+        jitter_ms: None,
+    })
+    .unwrap();
+    let first_round: i64 = query_pairs(&db, "SELECT 'max', max(poll_id) FROM polls").await[0].1;
 
     let a = scanwatch(&config, &["poll"]).spawn().unwrap();
     let b = scanwatch(&config, &["poll"]).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
+    // Each customer was polled by both, and its two polls ran at the same
+    // time: the later one started before the earlier one committed.
+    let overlapping = query_pairs(
+        &db,
+        &format!(
+            "SELECT customer_id, count(*) FROM polls AS p WHERE poll_id > {first_round} \
+             AND outcome = 'ok' AND EXISTS (SELECT 1 FROM polls AS q \
+             WHERE q.customer_id = p.customer_id AND q.poll_id > {first_round} \
+             AND q.poll_id <> p.poll_id AND q.started_at < p.finished_at \
+             AND p.started_at < q.finished_at) GROUP BY customer_id"
+        ),
+    )
+    .await;
+    assert_eq!(overlapping.len(), 4, "{overlapping:?}");
+    assert!(
+        overlapping.iter().all(|(_, polls)| *polls == 2),
+        "{overlapping:?}"
+    );
 
     let doubled = query_pairs(
         &db,

@@ -199,14 +199,9 @@ impl TokenSource {
         let requested = self.request_with_retries().await;
         crate::metrics::token_refresh(requested.is_ok());
         let (token, lifetime) = requested?;
-        let keep = if lifetime > EXPIRY_MARGIN * 2 {
-            lifetime - EXPIRY_MARGIN
-        } else {
-            lifetime / 2
-        };
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + keep,
+            refresh_at: Instant::now() + reuse_for(lifetime),
         });
         Ok(token)
     }
@@ -319,5 +314,37 @@ impl TokenSource {
             },
             RequestTokenError::Other(detail) => TokenError::BadResponse { url, detail },
         }
+    }
+}
+
+/// How long a token of `lifetime` is reused: until a minute before it
+/// expires, or for half its life when it lives two minutes or less (a token
+/// sent in its last seconds could lapse on the way).
+fn reuse_for(lifetime: Duration) -> Duration {
+    if lifetime > EXPIRY_MARGIN * 2 {
+        lifetime - EXPIRY_MARGIN
+    } else {
+        lifetime / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_reused_until_a_minute_before_it_expires() {
+        assert_eq!(
+            reuse_for(Duration::from_secs(3600)),
+            Duration::from_secs(3540)
+        );
+        assert_eq!(reuse_for(Duration::from_secs(121)), Duration::from_secs(61));
+    }
+
+    #[test]
+    fn a_short_lived_token_is_reused_for_half_its_life() {
+        assert_eq!(reuse_for(Duration::from_secs(120)), Duration::from_secs(60));
+        assert_eq!(reuse_for(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(reuse_for(Duration::ZERO), Duration::ZERO);
     }
 }

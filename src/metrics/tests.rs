@@ -71,6 +71,7 @@ fn every_metric_is_exported_under_its_documented_name_and_type() {
         &PollReport {
             poll_id: Some(1),
             outcome: PollOutcome::Ok {
+                http_status: 200,
                 profiles: 0,
                 added: 0,
                 changed: 0,

@@ -212,6 +212,7 @@ pub fn ok_counts(report: &PollReport) -> (usize, usize, usize, usize) {
             added,
             changed,
             removed,
+            ..
         } => (*profiles, *added, *changed, *removed),
         other => panic!("expected a successful poll, got {other:?}"),
     }
