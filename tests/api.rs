@@ -326,6 +326,41 @@ async fn an_hour_long_token_serves_every_poll_and_one_that_lapses_at_once_none()
 }
 
 #[tokio::test]
+async fn a_token_endpoint_that_says_it_is_temporarily_unavailable_is_asked_again() {
+    let h = Harness::new().await;
+    h.serve_list(json!([profile(A, "One", 0)])).await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({
+            "error": "temporarily_unavailable", "error_description": "try again"
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+    let report = h.poll().await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(h.token_requests().await, 2);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_refusing_the_client_is_not_asked_again() {
+    let h = Harness::new().await;
+    h.serve_list(json!([profile(A, "One", 0)])).await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"error": "unauthorized_client"})),
+        )
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+    let report = h.poll().await;
+    assert!(failed_error(&report.outcome).contains("unauthorized_client"));
+    assert_eq!(h.token_requests().await, 1);
+}
+
+#[tokio::test]
 async fn a_401_refreshes_the_token_once_and_retries() {
     let h = Harness::new().await;
     Mock::given(method("GET"))

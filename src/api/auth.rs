@@ -80,10 +80,18 @@ pub enum TokenError {
 
 impl TokenError {
     fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            TokenError::Unreachable { .. } | TokenError::BadResponse { .. }
-        )
+        match self {
+            TokenError::Unreachable { .. } | TokenError::BadResponse { .. } => true,
+            // The OAuth error codes for an overloaded or failing server, which
+            // token endpoints send with a 429 or 5xx (RFC 6749, RFC 8628).
+            TokenError::Refused { code, .. } => {
+                matches!(
+                    code.as_str(),
+                    "temporarily_unavailable" | "server_error" | "slow_down"
+                )
+            }
+            _ => false,
+        }
     }
 }
 
