@@ -584,3 +584,49 @@ async fn an_unreachable_api_fails_the_poll_with_the_cause() {
     let error = failed_error(&report.outcome);
     assert!(error.contains("cannot reach the token endpoint"), "{error}");
 }
+
+#[tokio::test]
+async fn the_probe_reads_the_first_page_only_and_says_the_list_goes_on() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let next = format!("{}{LIST_PATH}?$skip=2", server.uri());
+    Mock::given(method("GET"))
+        .and(path(LIST_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "value": [profile(A, "One", 0), profile(B, "Two", 1)],
+            "@odata.nextLink": next
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&config_text(&server.uri(), dir.path(), ""), dir.path());
+    let api = scanwatch::api::ApiClient::new(&settings.api, &settings.auth).unwrap();
+
+    let first = api.probe(&settings.customers[0].id).await.unwrap();
+    assert_eq!(first.profiles.len(), 2);
+    assert!(!first.complete);
+    let lists = server.received_requests().await.unwrap();
+    assert_eq!(
+        lists.iter().filter(|r| r.url.path() == LIST_PATH).count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_probe_still_fails_on_a_first_page_shorter_than_its_total() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    Mock::given(method("GET"))
+        .and(path(LIST_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [profile(A, "One", 0)], "metadata": {"totalCount": 3}
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&config_text(&server.uri(), dir.path(), ""), dir.path());
+    let api = scanwatch::api::ApiClient::new(&settings.api, &settings.auth).unwrap();
+
+    let error = api.probe(&settings.customers[0].id).await.unwrap_err();
+    assert!(error.to_string().contains("1 of the 3"), "{error}");
+}

@@ -86,6 +86,9 @@ pub struct FetchedList {
     pub profiles: Vec<Profile>,
     pub http_status: u16,
     pub pages: u32,
+    /// False when only the first page was asked for ([`ApiClient::probe`])
+    /// and the list goes on past it.
+    pub complete: bool,
     /// SHA-256 of the response bodies, in page order: equal bytes are an
     /// equal list, so the store can recognise an unchanged list by this
     /// alone, without serialising every profile again.
@@ -189,35 +192,35 @@ impl ApiClient {
     /// Holds one of the `max_concurrency` places for the whole fetch.
     pub async fn fetch_profiles(&self, customer: &CustomerId) -> Result<FetchedList, FetchError> {
         let _permit = self.limits.poll_permit().await;
-        self.fetch_pages(customer, self.settings.max_pages).await
+        let extent = Extent::Whole {
+            max_pages: self.settings.max_pages,
+        };
+        self.fetch_pages(customer, extent).await
     }
 
     /// Fetches only the first page: enough for `check-config --probe` to
     /// prove that the token, the permission and the endpoint work.
     pub async fn probe(&self, customer: &CustomerId) -> Result<FetchedList, FetchError> {
         let _permit = self.limits.poll_permit().await;
-        match self.fetch_pages(customer, 1).await {
-            Err(FetchError::Paging { status, .. }) => Ok(FetchedList {
-                profiles: Vec::new(),
-                http_status: status,
-                pages: 1,
-                digest: [0; 32],
-            }),
-            other => other,
-        }
+        self.fetch_pages(customer, Extent::FirstPage).await
     }
 
     async fn fetch_pages(
         &self,
         customer: &CustomerId,
-        max_pages: u32,
+        extent: Extent,
     ) -> Result<FetchedList, FetchError> {
         let mut digest = Sha256::new();
-        let items = match self.settings.endpoint {
-            Endpoint::List => self.fetch_linked(customer, max_pages, &mut digest).await?,
-            Endpoint::Batch => self.fetch_indexed(customer, max_pages, &mut digest).await?,
+        let read = match self.settings.endpoint {
+            Endpoint::List => self.fetch_linked(customer, extent, &mut digest).await?,
+            Endpoint::Batch => self.fetch_indexed(customer, extent, &mut digest).await?,
         };
-        let (status, pages, items) = items;
+        let Pages {
+            status,
+            count: pages,
+            items,
+            complete,
+        } = read;
         let profiles = items
             .into_iter()
             .enumerate()
@@ -228,6 +231,7 @@ impl ApiClient {
             profiles,
             http_status: status,
             pages,
+            complete,
             digest: digest.finalize().into(),
         })
     }
@@ -236,9 +240,9 @@ impl ApiClient {
     async fn fetch_linked(
         &self,
         customer: &CustomerId,
-        max_pages: u32,
+        extent: Extent,
         digest: &mut Sha256,
-    ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
+    ) -> Result<Pages, FetchError> {
         let mut url = self.list_url(customer);
         let mut visited = HashSet::new();
         let mut items = Vec::new();
@@ -281,9 +285,12 @@ impl ApiClient {
                 }
             };
             let Some(link) = next else {
-                return Ok((status, pages, items));
+                return Ok(Pages::complete(status, pages, items));
             };
-            if pages >= max_pages {
+            if pages >= extent.max_pages() {
+                if extent == Extent::FirstPage {
+                    return Ok(Pages::partial(status, pages, items));
+                }
                 return Err(FetchError::Paging {
                     status,
                     message: format!(
@@ -309,9 +316,9 @@ impl ApiClient {
     async fn fetch_indexed(
         &self,
         customer: &CustomerId,
-        max_pages: u32,
+        extent: Extent,
         digest: &mut Sha256,
-    ) -> Result<(u16, u32, Vec<serde_json::Value>), FetchError> {
+    ) -> Result<Pages, FetchError> {
         let mut base = self.list_url(customer);
         base.path_segments_mut()
             .expect("an http(s) URL has a path")
@@ -333,7 +340,7 @@ impl ApiClient {
                     items, total_count, ..
                 } => (items, total_count),
                 // A bare array is a complete list whatever the endpoint.
-                Page::Array(items) => return Ok((status, page_index, items)),
+                Page::Array(items) => return Ok(Pages::complete(status, page_index, items)),
                 Page::OData { .. } => {
                     return Err(FetchError::Shape {
                         status,
@@ -347,14 +354,17 @@ impl ApiClient {
             items.extend(page_items);
             let received = distinct_profiles(&items);
             if received as u64 >= total_count {
-                return Ok((status, page_index, items));
+                return Ok(Pages::complete(status, page_index, items));
             }
             // An empty page, or one of profiles already received, before the
             // total: asking for more would only get the same again.
             if received == before {
                 return Err(short_list(status, received, total_count));
             }
-            if page_index >= max_pages {
+            if page_index >= extent.max_pages() {
+                if extent == Extent::FirstPage {
+                    return Ok(Pages::partial(status, page_index, items));
+                }
                 return Err(FetchError::Paging {
                     status,
                     message: format!(
@@ -594,6 +604,50 @@ async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<
 fn hash_page(digest: &mut Sha256, body: &[u8]) {
     digest.update((body.len() as u64).to_le_bytes());
     digest.update(body);
+}
+
+/// How much of a list a fetch reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// All of it, refusing a list longer than `max_pages` pages.
+    Whole { max_pages: u32 },
+    /// The first page, whatever follows it.
+    FirstPage,
+}
+
+impl Extent {
+    fn max_pages(self) -> u32 {
+        match self {
+            Extent::Whole { max_pages } => max_pages,
+            Extent::FirstPage => 1,
+        }
+    }
+}
+
+/// The pages of a list as read, before their items are validated.
+struct Pages {
+    status: u16,
+    count: u32,
+    items: Vec<serde_json::Value>,
+    complete: bool,
+}
+
+impl Pages {
+    fn complete(status: u16, count: u32, items: Vec<serde_json::Value>) -> Pages {
+        Pages {
+            status,
+            count,
+            items,
+            complete: true,
+        }
+    }
+
+    fn partial(status: u16, count: u32, items: Vec<serde_json::Value>) -> Pages {
+        Pages {
+            complete: false,
+            ..Pages::complete(status, count, items)
+        }
+    }
 }
 
 /// How many different profiles `items` hold, which is what a list's

@@ -63,11 +63,16 @@ async fn probe(api: &ApiClient, settings: &Settings, customer: &Customer) -> Res
     match api.probe(&customer.id).await {
         Ok(list) => {
             println!(
-                "probe: {} answered {} with {} profile(s) on the first page of customer {}",
+                "probe: {} answered {} with {} profile(s) on the first page of customer {}{}",
                 settings.api.base_url,
                 list.http_status,
                 list.profiles.len(),
-                customer.label()
+                customer.label(),
+                if list.complete {
+                    ""
+                } else {
+                    " (more pages follow)"
+                }
             );
             println!("probe: ok");
             Ok(())
