@@ -216,6 +216,17 @@ impl NotifySocket {
 
 #[tokio::test]
 async fn sigterm_during_a_slow_poll_exits_zero_within_the_grace_and_records_nothing_of_it() {
+    stop_during_a_slow_poll(libc::SIGTERM).await;
+}
+
+#[tokio::test]
+async fn sigint_during_a_slow_poll_exits_zero_within_the_grace_and_records_nothing_of_it() {
+    stop_during_a_slow_poll(libc::SIGINT).await;
+}
+
+/// `signal` while one customer's poll waits for a 30 s response: the daemon
+/// waits out the 1 s grace, exits 0, and the slow poll leaves no row.
+async fn stop_during_a_slow_poll(signal: i32) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("scanwatch.db");
     let sim = simulator(2).await;
@@ -245,7 +256,7 @@ async fn sigterm_during_a_slow_poll_exits_zero_within_the_grace_and_records_noth
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let asked = Instant::now();
-    daemon.signal(libc::SIGTERM);
+    daemon.signal(signal);
     let status = daemon.exit_within(Duration::from_secs(6)).await;
 
     let status = status.expect("exits within the grace and a margin");
