@@ -399,7 +399,7 @@ where
                 customer_id = %id,
                 skipped_polls = latest - next,
                 interval_ms = interval.as_millis() as u64,
-                "poll overran its interval; the next one starts now"
+                "poll ran past its next slot; the next one starts now"
             );
             slot.n = latest;
             due = now;

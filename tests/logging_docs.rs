@@ -526,7 +526,7 @@ async fn events_of_a_busy_run() -> Vec<Value> {
     set_latency(&sim, Some(c), 1_500);
     until_logged(
         &mut daemon,
-        "poll overran its interval; the next one starts now",
+        "poll ran past its next slot; the next one starts now",
         1,
     )
     .await;
