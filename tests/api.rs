@@ -630,3 +630,28 @@ async fn the_probe_still_fails_on_a_first_page_shorter_than_its_total() {
     let error = api.probe(&settings.customers[0].id).await.unwrap_err();
     assert!(error.to_string().contains("1 of the 3"), "{error}");
 }
+
+#[tokio::test]
+async fn an_error_page_that_echoes_the_request_never_stores_the_token() {
+    let h = Harness::new().await;
+    h.server.reset().await;
+    mount_token(&h.server).await;
+    Mock::given(method("GET"))
+        .and(path(LIST_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_string(format!(
+            "bad request; you sent Authorization: Bearer {TOKEN}"
+        )))
+        .mount(&h.server)
+        .await;
+    let report = h.poll().await;
+    let error = failed_error(&report.outcome);
+    assert!(error.contains("Bearer [redacted]"), "{error}");
+    let stored = h.polls().await;
+    assert!(
+        stored
+            .iter()
+            .all(|(_, _, e)| !e.as_deref().unwrap_or("").contains(TOKEN)),
+        "{stored:?}"
+    );
+    assert_eq!(stored.len(), 1);
+}

@@ -26,7 +26,7 @@ pub use certificate::{CertificateError, ClientCertificate};
 pub use limits::Limits;
 pub use shapes::{parse_page, Page, ShapeError};
 
-use crate::config::{ApiSettings, AuthSettings, Endpoint};
+use crate::config::{ApiSettings, AuthSettings, Endpoint, REDACTED};
 use crate::customer::CustomerId;
 use crate::profile::{Profile, ProfileError};
 
@@ -446,7 +446,7 @@ impl ApiClient {
                             },
                         }
                     } else {
-                        self.classify(url, status, response).await
+                        self.classify(url, status, response, token.secret()).await
                     }
                 }
                 Err(e) => Failure::Transient {
@@ -514,6 +514,7 @@ impl ApiClient {
         url: &Url,
         status: StatusCode,
         response: reqwest::Response,
+        token: &str,
     ) -> Failure {
         let code = status.as_u16();
         let request_id = request_id(response.headers());
@@ -524,7 +525,7 @@ impl ApiClient {
             .and_then(|v| limits::parse_retry_after(v, SystemTime::now()));
         let excerpt = read_body(response, 4096)
             .await
-            .map(|body| excerpt(&body))
+            .map(|body| excerpt(&body, token))
             .unwrap_or_default();
         let message = match code {
             401 => format!(
@@ -689,8 +690,16 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// A short, single-line piece of an error body, for the message.
-fn excerpt(body: &[u8]) -> String {
+/// The start of an error body on one line, for the poll's error. A server
+/// or proxy that echoes the request back would echo the bearer token too,
+/// so the token is cut out before the text is kept anywhere.
+fn excerpt(body: &[u8], token: &str) -> String {
     let text = String::from_utf8_lossy(body);
+    let text = if token.is_empty() {
+        text
+    } else {
+        text.replace(token, REDACTED).into()
+    };
     let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {
         return String::new();
