@@ -8,111 +8,16 @@
 
 use std::os::unix::net::UnixDatagram as StdDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use scanwatch::simulator::{Command as SimCommand, SimConfig, Simulator};
+mod common_daemon;
+
+use common_daemon::{simulator, write_private, Daemon};
+use scanwatch::simulator::{Command as SimCommand, Simulator};
 use scanwatch::store::Store;
 use tokio::net::UnixDatagram;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A running `scanwatch run`, killed on drop if a test fails.
-struct Daemon {
-    child: Child,
-    stderr: PathBuf,
-    config: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> Daemon {
-        let config = dir.join("scanwatch.toml");
-        write_private(&config, config_text);
-        let stderr = dir.join("stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Daemon {
-            child: command.spawn().expect("scanwatch starts"),
-            stderr,
-            config,
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with our own child's pid and a valid signal number.
-        let sent = unsafe { libc::kill(pid, signal) };
-        assert_eq!(sent, 0, "signal {signal} delivered");
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// The JSON log lines whose message is `message`.
-    fn log_lines(&self, message: &str) -> Vec<serde_json::Value> {
-        self.log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| line["message"] == message)
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-async fn simulator(customers: usize) -> Simulator {
-    let config = SimConfig {
-        customers,
-        ..SimConfig::default()
-    };
-    Simulator::start("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap()
-}
 
 /// A config for `sim` that polls only `customers`, with these `[schedule]`
 /// lines, extra `[api]` lines, and JSON logs.
