@@ -289,23 +289,28 @@ async fn a_retry_after_longer_than_allowed_fails_the_poll_at_once() {
     assert_eq!(h.list_requests().await, 1);
 }
 
-/// A token endpoint on a fresh server answering with tokens of `lifetime`
-/// seconds, and a harness polling through it.
+/// Answers token requests with `response` ahead of the harness's own token
+/// endpoint: the first `times` of them, or all with `None`.
+async fn answer_token_requests(h: &Harness, response: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(response)
+        .with_priority(1);
+    match times {
+        Some(times) => mock.up_to_n_times(times),
+        None => mock,
+    }
+    .mount(&h.server)
+    .await;
+}
+
+/// A harness serving one profile, whose token endpoint issues tokens of
+/// `lifetime` seconds.
 async fn harness_with_token_lifetime(lifetime: u64) -> Harness {
     let h = Harness::new().await;
-    h.server.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/connect/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": TOKEN, "token_type": "Bearer", "expires_in": lifetime
-        })))
-        .mount(&h.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(LIST_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([profile(A, "One", 0)])))
-        .mount(&h.server)
-        .await;
+    h.serve_list(json!([profile(A, "One", 0)])).await;
+    let token = json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": lifetime});
+    answer_token_requests(&h, ResponseTemplate::new(200).set_body_json(token), None).await;
     h
 }
 
@@ -329,15 +334,8 @@ async fn an_hour_long_token_serves_every_poll_and_one_that_lapses_at_once_none()
 async fn a_token_endpoint_that_says_it_is_temporarily_unavailable_is_asked_again() {
     let h = Harness::new().await;
     h.serve_list(json!([profile(A, "One", 0)])).await;
-    Mock::given(method("POST"))
-        .and(path("/connect/token"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({
-            "error": "temporarily_unavailable", "error_description": "try again"
-        })))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&h.server)
-        .await;
+    let busy = json!({"error": "temporarily_unavailable", "error_description": "try again"});
+    answer_token_requests(&h, ResponseTemplate::new(503).set_body_json(busy), Some(1)).await;
     let report = h.poll().await;
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(h.token_requests().await, 2);
@@ -347,14 +345,8 @@ async fn a_token_endpoint_that_says_it_is_temporarily_unavailable_is_asked_again
 async fn a_token_endpoint_refusing_the_client_is_not_asked_again() {
     let h = Harness::new().await;
     h.serve_list(json!([profile(A, "One", 0)])).await;
-    Mock::given(method("POST"))
-        .and(path("/connect/token"))
-        .respond_with(
-            ResponseTemplate::new(400).set_body_json(json!({"error": "unauthorized_client"})),
-        )
-        .with_priority(1)
-        .mount(&h.server)
-        .await;
+    let refused = json!({"error": "unauthorized_client"});
+    answer_token_requests(&h, ResponseTemplate::new(400).set_body_json(refused), None).await;
     let report = h.poll().await;
     assert!(failed_error(&report.outcome).contains("unauthorized_client"));
     assert_eq!(h.token_requests().await, 1);

@@ -246,6 +246,7 @@ impl ApiClient {
         let mut url = self.list_url(customer);
         let mut visited = HashSet::new();
         let mut items = Vec::new();
+        let mut distinct = DistinctProfiles::default();
         let mut pages = 0;
         loop {
             pages += 1;
@@ -272,13 +273,12 @@ impl ApiClient {
                     total_count,
                     next_link,
                 } => {
-                    let before = distinct_profiles(&items);
+                    let new = distinct.add(&page_items);
                     items.extend(page_items);
-                    let received = distinct_profiles(&items);
-                    if received as u64 >= total_count {
+                    if distinct.count as u64 >= total_count {
                         None
-                    } else if next_link.is_none() || received == before {
-                        return Err(short_list(status, received, total_count));
+                    } else if next_link.is_none() || new == 0 {
+                        return Err(short_list(status, distinct.count, total_count));
                     } else {
                         next_link
                     }
@@ -324,6 +324,7 @@ impl ApiClient {
             .expect("an http(s) URL has a path")
             .push("batch");
         let mut items = Vec::new();
+        let mut distinct = DistinctProfiles::default();
         let mut page_index = 1;
         loop {
             let mut url = base.clone();
@@ -350,16 +351,15 @@ impl ApiClient {
                     })
                 }
             };
-            let before = distinct_profiles(&items);
+            let new = distinct.add(&page_items);
             items.extend(page_items);
-            let received = distinct_profiles(&items);
-            if received as u64 >= total_count {
+            if distinct.count as u64 >= total_count {
                 return Ok(Pages::complete(status, page_index, items));
             }
             // An empty page, or one of profiles already received, before the
             // total: asking for more would only get the same again.
-            if received == before {
-                return Err(short_list(status, received, total_count));
+            if new == 0 {
+                return Err(short_list(status, distinct.count, total_count));
             }
             if page_index >= extent.max_pages() {
                 if extent == Extent::FirstPage {
@@ -370,7 +370,7 @@ impl ApiClient {
                     message: format!(
                         "{} of {total_count} profiles after {page_index} pages (api.max_pages); \
                          refusing to read further",
-                        items.len()
+                        distinct.count
                     ),
                 });
             }
@@ -651,23 +651,32 @@ impl Pages {
     }
 }
 
-/// How many different profiles `items` hold, which is what a list's
-/// `totalCount` counts. Counting items instead would take a page served
-/// twice (a server that ignores `pageIndex`, or rows that shifted between
-/// pages) for the missing rest of the list, and record the profiles never
-/// received as removed. An item without a readable `profileId` counts as its
-/// own profile; it fails the poll later, when the list is validated.
-fn distinct_profiles(items: &[serde_json::Value]) -> usize {
-    let mut seen = HashSet::with_capacity(items.len());
-    items
-        .iter()
-        .filter(
-            |item| match item.get("profileId").and_then(|id| id.as_str()) {
-                Some(id) => seen.insert(id.to_ascii_lowercase()),
+/// The different profiles among a list's items as its pages arrive, which
+/// is what a list's `totalCount` counts. Counting items instead would take a
+/// page served twice (a server that ignores `pageIndex`, or rows that shifted
+/// between pages) for the missing rest of the list, and record the profiles
+/// never received as removed. An item without a readable `profileId` counts
+/// as its own profile; it fails the poll later, when the list is validated.
+#[derive(Default)]
+struct DistinctProfiles {
+    seen: HashSet<String>,
+    count: usize,
+}
+
+impl DistinctProfiles {
+    /// Counts the profiles of `page` that earlier pages did not have, and
+    /// returns how many there were.
+    fn add(&mut self, page: &[serde_json::Value]) -> usize {
+        let before = self.count;
+        for item in page {
+            let new = match item.get("profileId").and_then(|id| id.as_str()) {
+                Some(id) => self.seen.insert(id.to_ascii_lowercase()),
                 None => true,
-            },
-        )
-        .count()
+            };
+            self.count += usize::from(new);
+        }
+        self.count - before
+    }
 }
 
 fn short_list(status: u16, received: usize, total: u64) -> FetchError {

@@ -50,7 +50,7 @@ pub struct RawAuth {
 
 impl std::fmt::Debug for RawAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[redacted]");
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| super::REDACTED);
         f.debug_struct("RawAuth")
             .field("client_id", &self.client_id)
             .field("client_secret", &redacted(&self.client_secret))
