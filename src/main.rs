@@ -1,12 +1,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scanwatch::cli::{self, Cli};
+use scanwatch::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     configure_memory();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime_for(&cli.command) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("scanwatch: error: cannot start the async runtime: {error}");
@@ -19,6 +19,21 @@ fn main() -> ExitCode {
             eprintln!("scanwatch: error: {error}");
             error.exit_code()
         }
+    }
+}
+
+/// The watcher runs on one thread: its polls spend their time waiting on
+/// the API, and SQLite works on sqlx's own thread, so a second runtime
+/// thread adds only wake-ups between idle workers (a third more CPU per poll
+/// in the cycle benchmark; BENCHMARKS.md). The simulator serves many
+/// watchers' requests at once and uses every core, so that what a benchmark
+/// measures is the watcher and not the simulator.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    match command {
+        Command::Simulate(_) => tokio::runtime::Runtime::new(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     }
 }
 

@@ -213,8 +213,8 @@ async fn a_poll_after_the_disk_filled_up_succeeds_once_there_is_room_again() {
     assert_history_consistent(h.pool()).await;
 }
 
-/// Damages the b-tree page holding the `profiles` table of a checkpointed
-/// database, leaving its header (and so its opening) intact.
+/// Damages the b-tree page holding the snapshot (`profile_snapshot`) of a
+/// checkpointed database, leaving its header (and so its opening) intact.
 async fn damage_profiles_page(db: &Path) {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
@@ -228,7 +228,7 @@ async fn damage_profiles_page(db: &Path) {
         .await
         .unwrap();
     let root: i64 =
-        sqlx::query_scalar("SELECT rootpage FROM sqlite_schema WHERE name = 'profiles'")
+        sqlx::query_scalar("SELECT rootpage FROM sqlite_schema WHERE name = 'profile_snapshot'")
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -9,17 +9,21 @@
 //! next poll diffs against the last committed snapshot and finds the change
 //! again).
 //!
-//! sqlx runs every query on the connection's worker thread, and each round
-//! trip to it (two thread wake-ups) costs more CPU than the SQL itself, so a
-//! poll is written in as few round trips as the rules allow, each a fixed,
-//! cached multi-statement query:
+//! sqlx runs every query on the connection's worker thread and hands each
+//! statement's result back separately; every hand-off can cost two thread
+//! wake-ups, dearer than the SQL itself. So a poll is written in as few
+//! queries and statements as the rules allow, each of fixed text, so that
+//! its prepared statements are cached:
 //! - an unchanged list, recognised by a SHA-256 stored while the snapshot
-//!   mirrors the list, commits in one round trip (`BEGIN IMMEDIATE`, the
-//!   `polls` row, `last_seen_at`, the customer's state, `COMMIT`);
-//! - any other list takes two more: one that begins the transaction and reads
-//!   the customer's state and snapshot, then the diff in Rust, then one that
-//!   writes the snapshot, the `polls` row, the changes and the customer's
-//!   state (passed as JSON arrays, so the statements never vary) and commits.
+//!   mirrors the list, is one INSERT of its `polls` row; a trigger on
+//!   `polls` keeps the customer's bookkeeping, and no snapshot row is
+//!   touched: the `last_seen_at` that every listed profile shares is kept
+//!   once per customer (`customers.last_listed_at`) and the public
+//!   `profiles` view puts it back on each row;
+//! - any other list takes two queries: one that begins the transaction and
+//!   reads the customer's state and snapshot as a single row, then the diff
+//!   in Rust, then one that writes the snapshot, the `polls` row and the
+//!   changes (passed as JSON arrays, so the text never varies) and commits.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -74,6 +78,8 @@ pub enum StoreError {
     },
     #[error("stored profile {profile_id} is unreadable: {detail}")]
     StoredProfile { profile_id: String, detail: String },
+    #[error("the stored snapshot is unreadable: {0}")]
+    StoredSnapshot(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("database {} was not written: its check at start did not pass", path.display())]
@@ -202,9 +208,12 @@ impl Store {
             .pragma("cache_size", CACHE_PAGES.to_string());
         // One connection: polls of this process queue for it in the pool
         // rather than in SQLite's busy handler, which sleeps.
+        // No ping before each acquire: the connection is in-process, and a
+        // dead worker fails the query itself just as clearly.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(600))
@@ -341,21 +350,15 @@ impl Store {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let now = timestamp::now();
         let customer_id = poll.customer.id.as_str();
-        let failures: i64 = sqlx::query_scalar(
-            "INSERT INTO customers (customer_id, name, first_polled_at, last_polled_at, \
-             consecutive_failures, last_error) VALUES (?1, ?2, ?3, ?3, 1, ?4) \
-             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, \
-             first_polled_at = coalesce(first_polled_at, excluded.first_polled_at), \
-             last_polled_at = excluded.last_polled_at, \
-             consecutive_failures = consecutive_failures + 1, last_error = excluded.last_error \
-             RETURNING consecutive_failures",
+        sqlx::query(
+            "INSERT INTO customers (customer_id, name) VALUES (?, ?) \
+             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name",
         )
         .bind(customer_id)
         .bind(&poll.customer.name)
-        .bind(&now)
-        .bind(poll.error)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
+        // The trigger on `polls` counts the failure and keeps the error.
         let poll_id: i64 = sqlx::query_scalar(
             "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, error) \
              VALUES (?, ?, ?, 'failed', ?, ?) RETURNING poll_id",
@@ -367,6 +370,11 @@ impl Store {
         .bind(poll.error)
         .fetch_one(&mut *tx)
         .await?;
+        let failures: i64 =
+            sqlx::query_scalar("SELECT consecutive_failures FROM customers WHERE customer_id = ?")
+                .bind(customer_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(RecordedFailure {
             poll_id,
@@ -403,7 +411,7 @@ impl Store {
     pub async fn customer_states(&self) -> Result<Vec<CustomerState>, StoreError> {
         let rows = sqlx::query(
             "SELECT customer_id, last_success_at, first_polled_at, consecutive_failures, \
-             (SELECT COUNT(*) FROM profiles p WHERE p.customer_id = c.customer_id) \
+             (SELECT COUNT(*) FROM profile_snapshot p WHERE p.customer_id = c.customer_id) \
              FROM customers c",
         )
         .fetch_all(&self.pool)
@@ -503,38 +511,22 @@ pub fn list_hash(profiles: &[Profile]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The condition under which a list whose digest is `:hash` is known to be
-/// mirrored by the snapshot: the stored digest matches, no empty list is
-/// pending, and no failure has to be cleared. None of the statements below
-/// changes those columns, so the condition holds or fails for all of them.
-macro_rules! unchanged_condition {
-    () => {
-        "customer_id = :customer AND list_hash = :hash AND empty_streak = 0 \
-         AND consecutive_failures = 0"
-    };
-}
-
-/// The whole poll of an unchanged list, in one round trip; writes nothing
-/// (and returns no row) when the condition does not hold.
+/// The whole poll of an unchanged list: a single INSERT of its `polls` row,
+/// which inserts nothing unless the snapshot is known to mirror the list
+/// whose digest is `:hash` (the stored digest matches, no empty list is
+/// pending, no failure has to be cleared, the name is current). The
+/// customer's bookkeeping follows from the `polls_keep_customer_state`
+/// trigger in the same statement. A lone write statement takes SQLite's
+/// write lock before it reads, as `BEGIN IMMEDIATE` does, so the condition
+/// is checked under the lock; and it is one hand-off to sqlx's worker, with
+/// one result back.
 static COMMIT_UNCHANGED: LazyLock<Named> = LazyLock::new(|| {
-    Named::new(concat!(
-        "BEGIN IMMEDIATE;",
+    Named::new(
         "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
          profiles) SELECT :customer, :started, :now, 'ok', :status, :profiles \
-         FROM customers WHERE ",
-        unchanged_condition!(),
-        " RETURNING poll_id;",
-        "UPDATE profiles SET last_seen_at = :now \
-         WHERE customer_id = :customer AND missing_polls = 0 \
-         AND EXISTS (SELECT 1 FROM customers WHERE ",
-        unchanged_condition!(),
-        ");",
-        "UPDATE customers SET name = :name, last_polled_at = :now, last_success_at = :now \
-         WHERE ",
-        unchanged_condition!(),
-        ";",
-        "COMMIT;",
-    ))
+         FROM customers WHERE customer_id = :customer AND list_hash = :hash \
+         AND empty_streak = 0 AND consecutive_failures = 0 AND name IS :name",
+    )
 });
 
 /// Commits `list` if the stored digest says the snapshot already mirrors
@@ -545,7 +537,7 @@ async fn commit_unchanged(
     hash: &[u8; 32],
 ) -> Result<Option<Committed>, StoreError> {
     let now = timestamp::now();
-    let rows = COMMIT_UNCHANGED
+    let result = COMMIT_UNCHANGED
         .query(&[
             ("customer", Arg::Text(Some(list.customer.id.as_str()))),
             ("name", Arg::Text(list.customer.name.as_deref())),
@@ -555,13 +547,13 @@ async fn commit_unchanged(
             ("profiles", Arg::Int(Some(list.profiles.len() as i64))),
             ("hash", Arg::Blob(Some(&hash[..]))),
         ])
-        .fetch_all(&mut *conn)
+        .execute(&mut *conn)
         .await?;
-    let Some(row) = rows.first() else {
+    if result.rows_affected() == 0 {
         return Ok(None);
-    };
+    }
     Ok(Some(Committed {
-        poll_id: row.try_get(0)?,
+        poll_id: result.last_insert_rowid(),
         finished_at: now,
         profiles: list.profiles.len(),
         outcome: Outcome {
@@ -573,58 +565,118 @@ async fn commit_unchanged(
 }
 
 /// Begins the transaction and reads, under its write lock, the customer's
-/// state and snapshot: one row per snapshot profile, or one row of NULL
-/// profile columns when the snapshot is empty; NULL state columns when the
-/// customer has no row yet.
+/// state and its snapshot as one row: NULL state columns when the customer
+/// has no row yet, and the snapshot as a JSON array of `[profile_id,
+/// raw_json, missing_polls]`. One row rather than one per profile because
+/// sqlx hands every row across from its worker thread separately, and each
+/// hand-off can cost a thread wake-up that is dearer than reading the row.
 const READ_PREVIOUS: &str = "BEGIN IMMEDIATE;\
-     SELECT c.empty_streak, c.consecutive_failures, p.profile_id, p.raw_json, p.missing_polls, \
-     EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?1) \
+     SELECT c.empty_streak, c.consecutive_failures, c.last_listed_at, \
+     EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?1), \
+     (SELECT json_group_array(json_array(p.profile_id, p.raw_json, p.missing_polls) \
+     ORDER BY p.profile_id) FROM profile_snapshot AS p WHERE p.customer_id = ?1) \
      FROM (SELECT ?1 AS id) AS k \
-     LEFT JOIN customers AS c ON c.customer_id = k.id \
-     LEFT JOIN profiles AS p ON p.customer_id = k.id \
-     ORDER BY p.profile_id;";
+     LEFT JOIN customers AS c ON c.customer_id = k.id;";
 
-/// Writes a diffed poll and commits. The snapshot writes and the changes
-/// come as JSON arrays (`:puts`, `:missing`, `:deletes`, `:changes`) so that
-/// this text, and so its prepared statements, never varies with how much
-/// changed. The changes take the poll ID of the row inserted just before
-/// them: AUTOINCREMENT IDs only grow and the write lock is held, so it is
-/// the largest.
-static WRITE_CHANGED: LazyLock<Named> = LazyLock::new(|| {
-    Named::new(
-        "INSERT INTO customers (customer_id, name) VALUES (:customer, :name) \
-         ON CONFLICT (customer_id) DO NOTHING;\
-         INSERT INTO profiles (customer_id, profile_id, profile_name, scan_mode, \
-         modified_time, raw_json, first_seen_at, last_seen_at, missing_polls) \
+/// The statements that write a diffed poll, in order. The customer's row
+/// comes first because the snapshot and the poll refer to it; the rest of
+/// its state follows from the `polls` row (the `polls_keep_customer_state`
+/// trigger). The snapshot writes and the changes come as JSON arrays
+/// (`:puts`, `:missing`, `:deletes`, `:changes`), so a statement's text never
+/// varies with how much changed. A profile that goes missing keeps, as
+/// `seen_until`, the customer's `last_listed_at` from before this poll
+/// (`:listed`). The changes take the poll ID of the row inserted just
+/// before them: AUTOINCREMENT IDs only grow and the write lock is held, so
+/// it is the largest.
+const WRITE_STATEMENTS: [(WriteKind, &str); 7] = [
+    (
+        WriteKind::Always,
+        "INSERT INTO customers (customer_id, name, empty_streak, list_hash) \
+         VALUES (:customer, :name, :empty_streak, :hash) \
+         ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, \
+         empty_streak = excluded.empty_streak, list_hash = excluded.list_hash;",
+    ),
+    (
+        WriteKind::Puts,
+        "INSERT INTO profile_snapshot (customer_id, profile_id, profile_name, scan_mode, \
+         modified_time, raw_json, first_seen_at, seen_until, missing_polls) \
          SELECT :customer, p.value ->> 0, p.value ->> 1, p.value ->> 2, p.value ->> 3, \
-         p.value ->> 4, :now, :now, 0 FROM json_each(:puts) AS p WHERE true \
+         p.value ->> 4, :now, NULL, 0 FROM json_each(:puts) AS p WHERE true \
          ON CONFLICT (customer_id, profile_id) DO UPDATE SET \
          profile_name = excluded.profile_name, scan_mode = excluded.scan_mode, \
          modified_time = excluded.modified_time, raw_json = excluded.raw_json, \
-         last_seen_at = excluded.last_seen_at, missing_polls = 0;\
-         UPDATE profiles SET missing_polls = m.value ->> 1 FROM json_each(:missing) AS m \
-         WHERE profiles.customer_id = :customer AND profiles.profile_id = m.value ->> 0;\
-         DELETE FROM profiles WHERE customer_id = :customer \
-         AND profile_id IN (SELECT value FROM json_each(:deletes));\
-         UPDATE profiles SET last_seen_at = :now \
-         WHERE customer_id = :customer AND missing_polls = 0 AND :profiles > 0;\
-         INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
+         seen_until = NULL, missing_polls = 0;",
+    ),
+    (
+        WriteKind::Missing,
+        "UPDATE profile_snapshot SET missing_polls = m.value ->> 1, \
+         seen_until = coalesce(seen_until, :listed) \
+         FROM json_each(:missing) AS m \
+         WHERE profile_snapshot.customer_id = :customer \
+         AND profile_snapshot.profile_id = m.value ->> 0;",
+    ),
+    (
+        WriteKind::Deletes,
+        "DELETE FROM profile_snapshot WHERE customer_id = :customer \
+         AND profile_id IN (SELECT value FROM json_each(:deletes));",
+    ),
+    (
+        WriteKind::Always,
+        "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
          profiles, added, changed, removed) \
          VALUES (:customer, :started, :now, 'ok', :status, :profiles, :added, :changed, \
-         :removed) RETURNING poll_id;\
-         INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, baseline, \
+         :removed) RETURNING poll_id;",
+    ),
+    (
+        WriteKind::Changes,
+        "INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, baseline, \
          detected_at, profile_name, scan_mode, modified_time, old_profile_name, \
          old_scan_mode, old_modified_time, changed_fields, raw_json) \
          SELECT (SELECT max(poll_id) FROM polls), :customer, c.value ->> 0, c.value ->> 1, \
          c.value ->> 2, :now, c.value ->> 3, c.value ->> 4, c.value ->> 5, c.value ->> 6, \
          c.value ->> 7, c.value ->> 8, c.value ->> 9, c.value ->> 10 \
-         FROM json_each(:changes) AS c ORDER BY c.key;\
-         UPDATE customers SET name = :name, first_polled_at = coalesce(first_polled_at, :now), \
-         last_polled_at = :now, last_success_at = :now, consecutive_failures = 0, \
-         last_error = NULL, empty_streak = :empty_streak, list_hash = :hash \
-         WHERE customer_id = :customer;\
-         COMMIT;",
-    )
+         FROM json_each(:changes) AS c ORDER BY c.key;",
+    ),
+    (WriteKind::Always, "COMMIT;"),
+];
+
+/// Which of [`WRITE_STATEMENTS`] a poll needs: a statement with an empty
+/// array to apply would still cost a hand-off from sqlx's worker.
+#[derive(Clone, Copy, PartialEq)]
+enum WriteKind {
+    Always,
+    Puts,
+    Missing,
+    Deletes,
+    Changes,
+}
+
+impl WriteKind {
+    fn bit(self) -> usize {
+        match self {
+            WriteKind::Always => 0,
+            WriteKind::Puts => 1,
+            WriteKind::Missing => 2,
+            WriteKind::Deletes => 4,
+            WriteKind::Changes => 8,
+        }
+    }
+}
+
+/// Every selection of [`WRITE_STATEMENTS`] as one query, indexed by the
+/// sum of the [`WriteKind::bit`]s it holds: sixteen fixed texts, each
+/// prepared once and cached by sqlx.
+static WRITE_CHANGED: LazyLock<Vec<Named>> = LazyLock::new(|| {
+    (0..16)
+        .map(|selection| {
+            let text: String = WRITE_STATEMENTS
+                .iter()
+                .filter(|(kind, _)| *kind == WriteKind::Always || selection & kind.bit() != 0)
+                .map(|(_, statement)| *statement)
+                .collect();
+            Named::new(&text)
+        })
+        .collect()
 });
 
 /// Reads the snapshot, diffs `list` against it and writes the outcome, in
@@ -640,7 +692,14 @@ async fn commit_changed(
         .bind(customer_id)
         .fetch_all(&mut *conn)
         .await?;
-    let (previous, previous_failures) = read_previous(&rows)?;
+    let Some(row) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound.into());
+    };
+    let PreviousState {
+        previous,
+        failures: previous_failures,
+        listed,
+    } = read_previous(row)?;
     let outcome = diff::diff(&previous, list.profiles, list.rules);
 
     let now = timestamp::now();
@@ -649,7 +708,18 @@ async fn commit_changed(
     let missing = snapshot_json(&outcome.ops, OpKind::Missing);
     let deletes = snapshot_json(&outcome.ops, OpKind::Delete);
     let changes = changes_json(&outcome.changes);
-    let rows = WRITE_CHANGED
+    let has = |kind| outcome.ops.iter().any(|op| OpKind::of(op) == kind);
+    let selection = [
+        (WriteKind::Puts, has(OpKind::Put)),
+        (WriteKind::Missing, has(OpKind::Missing)),
+        (WriteKind::Deletes, has(OpKind::Delete)),
+        (WriteKind::Changes, !outcome.changes.is_empty()),
+    ]
+    .iter()
+    .filter(|(_, needed)| *needed)
+    .map(|(kind, _)| kind.bit())
+    .sum::<usize>();
+    let rows = WRITE_CHANGED[selection]
         .query(&[
             ("customer", Arg::Text(Some(customer_id))),
             ("name", Arg::Text(list.customer.name.as_deref())),
@@ -665,6 +735,7 @@ async fn commit_changed(
                 Arg::Int(Some(i64::from(outcome.empty_streak))),
             ),
             ("hash", Arg::Blob(outcome.settled.then_some(&hash[..]))),
+            ("listed", Arg::Text(listed.as_deref())),
             ("puts", Arg::Text(Some(&puts))),
             ("missing", Arg::Text(Some(&missing))),
             ("deletes", Arg::Text(Some(&deletes))),
@@ -692,7 +763,7 @@ async fn commit_changed(
 /// number below its largest; these statements do not, and names read better.
 struct Named {
     sql: String,
-    order: Vec<&'static str>,
+    order: Vec<String>,
 }
 
 /// A value for a [`Named`] parameter.
@@ -704,7 +775,7 @@ enum Arg<'a> {
 }
 
 impl Named {
-    fn new(template: &'static str) -> Named {
+    fn new(template: &str) -> Named {
         let mut sql = String::with_capacity(template.len());
         let mut order = Vec::new();
         let mut rest = template;
@@ -713,7 +784,7 @@ impl Named {
             let name_len = rest[at + 1..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len() - at - 1);
-            order.push(&rest[at + 1..at + 1 + name_len]);
+            order.push(rest[at + 1..at + 1 + name_len].to_owned());
             sql.push('?');
             rest = &rest[at + 1 + name_len..];
         }
@@ -743,20 +814,26 @@ impl Named {
     }
 }
 
-/// The snapshot and customer state from [`READ_PREVIOUS`]'s rows, and the
-/// customer's consecutive failures before this poll.
-fn read_previous(rows: &[SqliteRow]) -> Result<(Previous, u32), StoreError> {
-    let (mut empty_streak, mut failures, mut has_history) = (0, 0, false);
-    let mut snapshot = Vec::with_capacity(rows.len());
-    for row in rows {
-        empty_streak = row.get::<Option<i64>, _>(0).unwrap_or(0) as u32;
-        failures = row.get::<Option<i64>, _>(1).unwrap_or(0) as u32;
-        has_history = row.get::<bool, _>(5);
-        let Some(profile_id) = row.get::<Option<String>, _>(2) else {
-            continue;
-        };
-        let raw: &str = row.get(3);
-        let value = serde_json::from_str(raw).map_err(|e| StoreError::StoredProfile {
+/// What [`READ_PREVIOUS`] read: the snapshot and state the diff needs, the
+/// customer's consecutive failures before this poll, and its
+/// `last_listed_at`.
+struct PreviousState {
+    previous: Previous,
+    failures: u32,
+    listed: Option<String>,
+}
+
+fn read_previous(row: &SqliteRow) -> Result<PreviousState, StoreError> {
+    let empty_streak = row.try_get::<Option<i64>, _>(0)?.unwrap_or(0) as u32;
+    let failures = row.try_get::<Option<i64>, _>(1)?.unwrap_or(0) as u32;
+    let listed = row.try_get::<Option<String>, _>(2)?;
+    let has_history = row.try_get::<bool, _>(3)?;
+    let stored: &str = row.try_get(4)?;
+    let stored: Vec<(String, String, u32)> =
+        serde_json::from_str(stored).map_err(|e| StoreError::StoredSnapshot(e.to_string()))?;
+    let mut snapshot = Vec::with_capacity(stored.len());
+    for (profile_id, raw, missing_polls) in stored {
+        let value = serde_json::from_str(&raw).map_err(|e| StoreError::StoredProfile {
             profile_id: profile_id.clone(),
             detail: e.to_string(),
         })?;
@@ -766,7 +843,7 @@ fn read_previous(rows: &[SqliteRow]) -> Result<(Previous, u32), StoreError> {
         })?;
         snapshot.push(SnapshotEntry {
             profile,
-            missing_polls: row.get::<i64, _>(4) as u32,
+            missing_polls,
         });
     }
     let previous = Previous {
@@ -774,7 +851,11 @@ fn read_previous(rows: &[SqliteRow]) -> Result<(Previous, u32), StoreError> {
         snapshot,
         empty_streak,
     };
-    Ok((previous, failures))
+    Ok(PreviousState {
+        previous,
+        failures,
+        listed,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -784,29 +865,30 @@ enum OpKind {
     Delete,
 }
 
+impl OpKind {
+    fn of(op: &SnapshotOp) -> OpKind {
+        match op {
+            SnapshotOp::Put(_) => OpKind::Put,
+            SnapshotOp::Missing { .. } => OpKind::Missing,
+            SnapshotOp::Delete { .. } => OpKind::Delete,
+        }
+    }
+}
+
 /// The snapshot writes of one kind as the JSON array [`WRITE_CHANGED`] reads.
 fn snapshot_json(ops: &[SnapshotOp], kind: OpKind) -> String {
     let rows: Vec<serde_json::Value> = ops
         .iter()
-        .filter_map(|op| match (op, kind) {
-            (SnapshotOp::Put(p), OpKind::Put) => Some(serde_json::json!([
-                p.id,
-                p.name,
-                p.scan_mode,
-                p.modified_time,
-                p.raw_json()
-            ])),
-            (
-                SnapshotOp::Missing {
-                    profile_id,
-                    missing_polls,
-                },
-                OpKind::Missing,
-            ) => Some(serde_json::json!([profile_id, missing_polls])),
-            (SnapshotOp::Delete { profile_id }, OpKind::Delete) => {
-                Some(serde_json::json!(profile_id))
+        .filter(|op| OpKind::of(op) == kind)
+        .map(|op| match op {
+            SnapshotOp::Put(p) => {
+                serde_json::json!([p.id, p.name, p.scan_mode, p.modified_time, p.raw_json()])
             }
-            _ => None,
+            SnapshotOp::Missing {
+                profile_id,
+                missing_polls,
+            } => serde_json::json!([profile_id, missing_polls]),
+            SnapshotOp::Delete { profile_id } => serde_json::json!(profile_id),
         })
         .collect();
     serde_json::Value::Array(rows).to_string()

@@ -334,3 +334,165 @@ async fn history_prints_exactly_the_columns_of_the_change_history_view() {
             .unwrap();
     assert_eq!(columns, crate::history::COLUMNS);
 }
+
+/// `last_seen_at` of every snapshot profile, through the public `profiles`
+/// view and, to check they agree, the `current_profiles` view.
+async fn last_seen(f: &Fixture) -> Vec<(String, String, i64)> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT profile_id, last_seen_at, missing_polls FROM profiles ORDER BY profile_id",
+    )
+    .fetch_all(f.store.pool())
+    .await
+    .unwrap();
+    let current: Vec<(String, String)> =
+        sqlx::query_as("SELECT profile_id, last_seen_at FROM current_profiles ORDER BY 1")
+            .fetch_all(f.store.pool())
+            .await
+            .unwrap();
+    let from_profiles: Vec<(String, String)> = rows
+        .iter()
+        .map(|(id, at, _)| (id.clone(), at.clone()))
+        .collect();
+    assert_eq!(current, from_profiles);
+    rows
+}
+
+#[tokio::test]
+async fn last_seen_at_follows_the_lists_that_held_each_profile() {
+    let mut f = fixture().await;
+    f.rules.removal_confirmations = 3;
+    let a = profile(A, "One", 0, "2025-01-01T00:00:00Z");
+    let b = profile(B, "Two", 1, "2025-01-01T00:00:00Z");
+    let seen = |id: &str, at: &str, missing| (id.to_owned(), at.to_owned(), missing);
+
+    let first = f.commit(vec![a.clone(), b.clone()]).await;
+    assert_eq!(
+        last_seen(&f).await,
+        vec![
+            seen(A, &first.finished_at, 0),
+            seen(B, &first.finished_at, 0)
+        ]
+    );
+
+    // An unchanged list moves every profile on, though it writes no
+    // snapshot row.
+    let unchanged = f.commit(vec![a.clone(), b.clone()]).await;
+    assert!(unchanged.outcome.changes.is_empty());
+    assert_ne!(unchanged.finished_at, first.finished_at);
+    assert_eq!(
+        last_seen(&f).await,
+        vec![
+            seen(A, &unchanged.finished_at, 0),
+            seen(B, &unchanged.finished_at, 0)
+        ]
+    );
+
+    // Missing from two lists: B keeps the time of the last list that held it.
+    let without_b = f.commit(vec![a.clone()]).await;
+    let again_without_b = f.commit(vec![a.clone()]).await;
+    assert_eq!(
+        last_seen(&f).await,
+        vec![
+            seen(A, &again_without_b.finished_at, 0),
+            seen(B, &unchanged.finished_at, 2)
+        ]
+    );
+    assert_ne!(without_b.finished_at, again_without_b.finished_at);
+
+    // Neither a failure nor an empty list that is not believed yet is a
+    // list that held anything.
+    f.store
+        .record_failure(FailedPoll {
+            customer: &f.customer,
+            started_at: timestamp::now(),
+            http_status: Some(503),
+            error: "503 from the API",
+        })
+        .await
+        .unwrap();
+    f.commit(vec![]).await;
+    assert_eq!(
+        last_seen(&f).await,
+        vec![
+            seen(A, &again_without_b.finished_at, 0),
+            seen(B, &unchanged.finished_at, 2)
+        ]
+    );
+
+    // B comes back before its removal was confirmed.
+    let back = f.commit(vec![a, b]).await;
+    assert!(back.outcome.changes.is_empty());
+    assert_eq!(
+        last_seen(&f).await,
+        vec![seen(A, &back.finished_at, 0), seen(B, &back.finished_at, 0)]
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_the_first_schema_keeps_every_value_when_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    let first_schema = sqlx::migrate::Migrator {
+        migrations: MIGRATOR.migrations[..1].to_vec().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    first_schema.run(&pool).await.unwrap();
+    // What the first schema's writer left: two listed profiles sharing the
+    // last list's time, one missing since an earlier list, and a customer
+    // whose profiles were all removed.
+    sqlx::raw_sql(
+        "INSERT INTO customers (customer_id, name, last_success_at) VALUES \
+         ('c1', 'One', '2026-01-03T00:00:00.000000Z'), ('c2', NULL, NULL); \
+         INSERT INTO profiles VALUES \
+         ('c1', 'p1', 'A', 0, NULL, '{}', '2026-01-01T00:00:00.000000Z', \
+          '2026-01-03T00:00:00.000000Z', 0), \
+         ('c1', 'p2', 'B', 1, NULL, '{\"x\":1}', '2026-01-02T00:00:00.000000Z', \
+          '2026-01-03T00:00:00.000000Z', 0), \
+         ('c1', 'p3', NULL, NULL, '2025-12-01T00:00:00.000000Z', '{}', \
+          '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', 1);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let columns = "customer_id, profile_id, profile_name, scan_mode, modified_time, raw_json, \
+                   first_seen_at, last_seen_at, missing_polls";
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        String,
+        String,
+        String,
+        i64,
+    );
+    let read = format!("SELECT {columns} FROM profiles ORDER BY 1, 2");
+    let before: Vec<Row> = sqlx::query_as(&read).fetch_all(&pool).await.unwrap();
+    assert_eq!(before.len(), 3);
+    pool.close().await;
+
+    let store = Store::open(&StorageSettings {
+        database: path,
+        busy_timeout: Duration::from_secs(5),
+        poll_retention: Duration::from_secs(3600),
+    })
+    .await
+    .unwrap();
+    let after: Vec<Row> = sqlx::query_as(&read).fetch_all(store.pool()).await.unwrap();
+    assert_eq!(after, before);
+    let listed: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT last_listed_at FROM customers ORDER BY customer_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        listed,
+        vec![Some("2026-01-03T00:00:00.000000Z".to_owned()), None]
+    );
+}
