@@ -96,19 +96,17 @@ fn db_path(h: &SimHarness) -> std::path::PathBuf {
     h.dir.path().join("scanwatch.db")
 }
 
-/// `PRAGMA max_page_count` is per connection, and the store has exactly
-/// one, so setting it through the store's pool caps the poller's own writes:
-/// a full disk, in process.
+/// `PRAGMA max_page_count` is per connection, so setting it on the store's
+/// write connection caps the poller's own writes: a full disk, in process.
 async fn cap_pages(h: &SimHarness, extra: i64) -> i64 {
-    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(h.pool())
+    let store = h.poller.store();
+    let pages = store.execute_on_writer("PRAGMA page_count").await.unwrap();
+    let pages = pages.expect("page_count answers");
+    let cap = store
+        .execute_on_writer(&format!("PRAGMA max_page_count = {}", pages + extra))
         .await
         .unwrap();
-    let cap: i64 = sqlx::query_scalar(&format!("PRAGMA max_page_count = {}", pages + extra))
-        .fetch_one(h.pool())
-        .await
-        .unwrap();
-    assert_eq!(cap, pages + extra);
+    assert_eq!(cap, Some(pages + extra));
     pages
 }
 
@@ -204,8 +202,9 @@ async fn a_poll_after_the_disk_filled_up_succeeds_once_there_is_room_again() {
     let error = not_recorded(&h.poll().await).to_owned();
     assert!(error.contains("full"), "{error}");
 
-    sqlx::query("PRAGMA max_page_count = 1073741823")
-        .execute(h.pool())
+    h.poller
+        .store()
+        .execute_on_writer("PRAGMA max_page_count = 1073741823")
         .await
         .unwrap();
     assert_eq!(ok_counts(&h.poll().await), (45, 40, 0, 0));

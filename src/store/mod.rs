@@ -27,11 +27,10 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -151,6 +150,13 @@ pub struct RecordedFailure {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The connection every write of this process goes through, taken out
+    /// of the pool at the first write and kept: polls queue for it here
+    /// rather than in SQLite's busy handler, which sleeps, and a pool would
+    /// ping a connection (a round trip to its worker thread) each time one
+    /// is handed back. Empty again after a failed write: see
+    /// [`WriteConnection`].
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
     path: PathBuf,
     /// Set by [`Store::open_checking`]: true once the start-up check and the
     /// migrations passed; writes wait for it.
@@ -206,10 +212,10 @@ impl Store {
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true)
             .pragma("cache_size", CACHE_PAGES.to_string());
-        // One connection: polls of this process queue for it in the pool
-        // rather than in SQLite's busy handler, which sleeps.
-        // No ping before each acquire: the connection is in-process, and a
-        // dead worker fails the query itself just as clearly.
+        // The pool serves the start-up check, the migrations and reads; the
+        // writer takes its connection out of it. No ping before each
+        // acquire: the connection is in-process, and a dead worker fails the
+        // query itself just as clearly.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -223,6 +229,7 @@ impl Store {
             .map_err(|source| classify_open_error(&path, source))?;
         Ok(Store {
             pool,
+            writer: Arc::default(),
             path,
             checked: None,
         })
@@ -275,6 +282,7 @@ impl Store {
             .map_err(|source| classify_open_error(path, source))?;
         Ok(Store {
             pool,
+            writer: Arc::default(),
             path: path.to_owned(),
             checked: None,
         })
@@ -317,8 +325,7 @@ impl Store {
         list: AcceptedList<'_>,
         hash: [u8; 32],
     ) -> Result<Committed, StoreError> {
-        self.writable().await?;
-        let mut conn = WriteConnection(Some(self.pool.acquire().await?));
+        let mut conn = self.write_connection().await?;
         let committed = match commit_unchanged(conn.get(), &list, &hash).await {
             Ok(Some(committed)) => Ok(committed),
             Ok(None) => commit_changed(conn.get(), list, &hash).await,
@@ -336,11 +343,37 @@ impl Store {
         &self,
         poll: FailedPoll<'_>,
     ) -> Result<RecordedFailure, StoreError> {
-        self.writable().await?;
-        let mut conn = self.pool.acquire().await?;
-        let recorded = Self::record_failure_on(&mut conn, poll).await;
-        discard_after_failure(&mut conn, recorded.is_err());
+        let mut conn = self.write_connection().await?;
+        let recorded = Self::record_failure_on(conn.get(), poll).await;
+        if recorded.is_ok() {
+            conn.release();
+        }
         recorded
+    }
+
+    /// Runs one statement on the connection that writes and returns the
+    /// first column of its first row, if any. For tests that change that
+    /// connection's own settings: `PRAGMA max_page_count` makes a full disk.
+    #[doc(hidden)]
+    pub async fn execute_on_writer(&self, sql: &str) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.write_connection().await?;
+        let value = sqlx::query_scalar(sql).fetch_optional(conn.get()).await?;
+        conn.release();
+        Ok(value)
+    }
+
+    /// Locks the write connection, opening it first if need be, once the
+    /// start-up check has passed.
+    async fn write_connection(&self) -> Result<WriteConnection<'_>, StoreError> {
+        self.writable().await?;
+        let mut slot = self.writer.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.pool.acquire().await?.detach());
+        }
+        Ok(WriteConnection {
+            slot,
+            finished: false,
+        })
     }
 
     async fn record_failure_on(
@@ -385,7 +418,7 @@ impl Store {
     /// Deletes `polls` rows older than `retention` that no change refers to;
     /// the rows behind recorded changes stay for as long as the history.
     pub async fn prune_polls(&self, retention: Duration) -> Result<u64, StoreError> {
-        self.writable().await?;
+        let mut conn = self.write_connection().await?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let result = sqlx::query(
@@ -393,8 +426,9 @@ impl Store {
              (SELECT 1 FROM profile_changes c WHERE c.poll_id = polls.poll_id)",
         )
         .bind(timestamp::format(cutoff))
-        .execute(&self.pool)
+        .execute(conn.get())
         .await?;
+        conn.release();
         Ok(result.rows_affected())
     }
 
@@ -449,6 +483,11 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            if let Err(error) = writer.close().await {
+                tracing::warn!(error = %error, "closing the database connection failed");
+            }
+        }
         self.pool.close().await;
     }
 }
@@ -463,39 +502,36 @@ pub struct CustomerState {
     pub profiles: u64,
 }
 
-/// Closes a connection whose write failed instead of returning it to the
-/// pool, which opens a fresh one. SQLite rolls a transaction back by itself
-/// on some errors (SQLITE_FULL, SQLITE_IOERR); sqlx's own ROLLBACK then
-/// fails, its count of open transactions stays at one, and it would refuse
-/// every later `BEGIN IMMEDIATE` on that connection: one full disk would
-/// stop all polls until a restart.
-fn discard_after_failure(conn: &mut PoolConnection<Sqlite>, failed: bool) {
-    if failed {
-        conn.close_on_drop();
-    }
+/// The write connection, locked for one write, which may leave it inside a
+/// transaction sqlx does not know of (the poll queries begin and commit
+/// their own). Unless [`WriteConnection::release`] says the write finished,
+/// the connection is dropped, which closes it and so rolls back whatever it
+/// had begun; the next write opens a fresh one. That covers a poll future
+/// dropped between two round trips (an abandoned poll at shutdown), and
+/// errors after which SQLite rolled back by itself (SQLITE_FULL,
+/// SQLITE_IOERR): sqlx's own ROLLBACK then fails, its count of open
+/// transactions stays at one, and it would refuse every later `BEGIN
+/// IMMEDIATE` on that connection, so one full disk would stop all polls
+/// until a restart.
+struct WriteConnection<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<SqliteConnection>>,
+    finished: bool,
 }
 
-/// A connection that may be inside a transaction sqlx does not know of (the
-/// poll queries begin and commit their own): it is closed, which rolls the
-/// transaction back, unless [`WriteConnection::release`] says the work
-/// finished. That covers an error, and also a poll future dropped between
-/// two round trips (an abandoned poll at shutdown).
-struct WriteConnection(Option<PoolConnection<Sqlite>>);
-
-impl WriteConnection {
+impl WriteConnection<'_> {
     fn get(&mut self) -> &mut SqliteConnection {
-        self.0.as_mut().expect("present until released or dropped")
+        self.slot.as_mut().expect("opened by write_connection")
     }
 
     fn release(mut self) {
-        self.0.take();
+        self.finished = true;
     }
 }
 
-impl Drop for WriteConnection {
+impl Drop for WriteConnection<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = &mut self.0 {
-            discard_after_failure(conn, true);
+        if !self.finished {
+            self.slot.take();
         }
     }
 }

@@ -496,3 +496,44 @@ async fn a_database_of_the_first_schema_keeps_every_value_when_migrated() {
         vec![Some("2026-01-03T00:00:00.000000Z".to_owned()), None]
     );
 }
+
+#[tokio::test]
+async fn an_unchanged_list_under_a_new_name_updates_the_name_and_nothing_else() {
+    let mut f = fixture().await;
+    let list = vec![profile(A, "One", 0, "2025-01-01T00:00:00Z")];
+    let first = f.commit(list.clone()).await;
+    f.customer.name = Some("Contoso Ltd".into());
+    let renamed = f.commit(list.clone()).await;
+    assert!(renamed.outcome.changes.is_empty());
+    let row: (Option<String>, String, String, i64) = sqlx::query_as(
+        "SELECT name, first_polled_at, last_success_at, consecutive_failures FROM customers",
+    )
+    .fetch_one(f.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            Some("Contoso Ltd".to_owned()),
+            first.finished_at.clone(),
+            renamed.finished_at.clone(),
+            0
+        )
+    );
+    // The next identical poll takes the one-statement path again: it adds a
+    // `polls` row and moves the times on, and records nothing.
+    let again = f.commit(list).await;
+    let polls: Vec<(i64, String)> =
+        sqlx::query_as("SELECT poll_id, finished_at FROM polls ORDER BY poll_id")
+            .fetch_all(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(polls.len(), 3);
+    assert_eq!(polls[2], (again.poll_id, again.finished_at.clone()));
+    let last_success: String = sqlx::query_scalar("SELECT last_success_at FROM customers")
+        .fetch_one(f.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(last_success, again.finished_at);
+    assert_eq!(f.changes().await.len(), 1);
+}
