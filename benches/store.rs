@@ -52,7 +52,11 @@ async fn commit(store: &Store, customer: &Customer, rules: &Rules, profiles: Vec
 }
 
 fn bench_store(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // The runtime the scanwatch binary polls on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let settings = StorageSettings {
         database: dir.path().join("bench.db"),
