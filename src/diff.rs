@@ -206,6 +206,15 @@ pub fn diff(previous: &Previous, list: Vec<Profile>, rules: &Rules) -> Outcome {
         };
 
         let old = &entry.profile;
+        if old.raw == profile.raw {
+            // The very same object, as most of a list is from one poll to
+            // the next: nothing to compare field by field, and nothing to
+            // write unless it is back before its removal was confirmed.
+            if entry.missing_polls > 0 {
+                outcome.ops.push(SnapshotOp::Put(profile.clone()));
+            }
+            continue;
+        }
         let fields = differing_fields(old, profile, &rules.ignore_fields);
         if !fields.is_empty() {
             if let (Some(was), Some(now)) = (&old.modified_time, &profile.modified_time) {

@@ -118,7 +118,7 @@ impl Profile {
 
     /// `raw` as compact JSON text, the form kept in `raw_json`.
     pub fn raw_json(&self) -> String {
-        Value::Object(self.raw.clone()).to_string()
+        serde_json::to_string(&self.raw).expect("a JSON map serialises")
     }
 }
 

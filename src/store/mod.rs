@@ -602,117 +602,43 @@ async fn commit_unchanged(
 
 /// Begins the transaction and reads, under its write lock, the customer's
 /// state and its snapshot as one row: NULL state columns when the customer
-/// has no row yet, and the snapshot as a JSON array of `[profile_id,
-/// raw_json, missing_polls]`. One row rather than one per profile because
-/// sqlx hands every row across from its worker thread separately, and each
-/// hand-off can cost a thread wake-up that is dearer than reading the row.
+/// has no row yet, the snapshot as a JSON array of `[profile_id, raw_json,
+/// missing_polls]`, and the ID the poll will get (what AUTOINCREMENT would
+/// choose; exact because the write lock is held until the commit).
+///
+/// Whether the customer has history needs the change log's index only when
+/// the snapshot is empty (a `CASE` evaluates only the branch it takes),
+/// which saves a random page of that index on most polls that changed. One
+/// row rather than one per profile because sqlx hands every row across from
+/// its worker thread separately, and each hand-off can cost a thread
+/// wake-up that is dearer than reading the row.
 const READ_PREVIOUS: &str = "BEGIN IMMEDIATE;\
      SELECT c.empty_streak, c.consecutive_failures, c.last_listed_at, \
-     EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?1), \
+     CASE WHEN EXISTS (SELECT 1 FROM profile_snapshot WHERE customer_id = ?1) THEN 1 \
+     ELSE EXISTS (SELECT 1 FROM profile_changes WHERE customer_id = ?1) END, \
      (SELECT json_group_array(json_array(p.profile_id, p.raw_json, p.missing_polls) \
-     ORDER BY p.profile_id) FROM profile_snapshot AS p WHERE p.customer_id = ?1) \
+     ORDER BY p.profile_id) FROM profile_snapshot AS p WHERE p.customer_id = ?1), \
+     max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'polls'), 0), \
+     coalesce((SELECT max(poll_id) FROM polls), 0)) + 1 \
      FROM (SELECT ?1 AS id) AS k \
      LEFT JOIN customers AS c ON c.customer_id = k.id;";
 
-/// The statements that write a diffed poll, in order. The customer's row
-/// comes first because the snapshot and the poll refer to it; the rest of
-/// its state follows from the `polls` row (the `polls_keep_customer_state`
-/// trigger). The snapshot writes and the changes come as JSON arrays
-/// (`:puts`, `:missing`, `:deletes`, `:changes`), so a statement's text never
-/// varies with how much changed. A profile that goes missing keeps, as
-/// `seen_until`, the customer's `last_listed_at` from before this poll
-/// (`:listed`). The changes take the poll ID of the row inserted just
-/// before them: AUTOINCREMENT IDs only grow and the write lock is held, so
-/// it is the largest.
-const WRITE_STATEMENTS: [(WriteKind, &str); 7] = [
-    (
-        WriteKind::Always,
-        "INSERT INTO customers (customer_id, name, empty_streak, list_hash) \
-         VALUES (:customer, :name, :empty_streak, :hash) \
-         ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, \
-         empty_streak = excluded.empty_streak, list_hash = excluded.list_hash;",
-    ),
-    (
-        WriteKind::Puts,
-        "INSERT INTO profile_snapshot (customer_id, profile_id, profile_name, scan_mode, \
-         modified_time, raw_json, first_seen_at, seen_until, missing_polls) \
-         SELECT :customer, p.value ->> 0, p.value ->> 1, p.value ->> 2, p.value ->> 3, \
-         p.value ->> 4, :now, NULL, 0 FROM json_each(:puts) AS p WHERE true \
-         ON CONFLICT (customer_id, profile_id) DO UPDATE SET \
-         profile_name = excluded.profile_name, scan_mode = excluded.scan_mode, \
-         modified_time = excluded.modified_time, raw_json = excluded.raw_json, \
-         seen_until = NULL, missing_polls = 0;",
-    ),
-    (
-        WriteKind::Missing,
-        "UPDATE profile_snapshot SET missing_polls = m.value ->> 1, \
-         seen_until = coalesce(seen_until, :listed) \
-         FROM json_each(:missing) AS m \
-         WHERE profile_snapshot.customer_id = :customer \
-         AND profile_snapshot.profile_id = m.value ->> 0;",
-    ),
-    (
-        WriteKind::Deletes,
-        "DELETE FROM profile_snapshot WHERE customer_id = :customer \
-         AND profile_id IN (SELECT value FROM json_each(:deletes));",
-    ),
-    (
-        WriteKind::Always,
-        "INSERT INTO polls (customer_id, started_at, finished_at, outcome, http_status, \
-         profiles, added, changed, removed) \
-         VALUES (:customer, :started, :now, 'ok', :status, :profiles, :added, :changed, \
-         :removed) RETURNING poll_id;",
-    ),
-    (
-        WriteKind::Changes,
-        "INSERT INTO profile_changes (poll_id, customer_id, profile_id, kind, baseline, \
-         detected_at, profile_name, scan_mode, modified_time, old_profile_name, \
-         old_scan_mode, old_modified_time, changed_fields, raw_json) \
-         SELECT (SELECT max(poll_id) FROM polls), :customer, c.value ->> 0, c.value ->> 1, \
-         c.value ->> 2, :now, c.value ->> 3, c.value ->> 4, c.value ->> 5, c.value ->> 6, \
-         c.value ->> 7, c.value ->> 8, c.value ->> 9, c.value ->> 10 \
-         FROM json_each(:changes) AS c ORDER BY c.key;",
-    ),
-    (WriteKind::Always, "COMMIT;"),
-];
-
-/// Which of [`WRITE_STATEMENTS`] a poll needs: a statement with an empty
-/// array to apply would still cost a hand-off from sqlx's worker.
-#[derive(Clone, Copy, PartialEq)]
-enum WriteKind {
-    Always,
-    Puts,
-    Missing,
-    Deletes,
-    Changes,
-}
-
-impl WriteKind {
-    fn bit(self) -> usize {
-        match self {
-            WriteKind::Always => 0,
-            WriteKind::Puts => 1,
-            WriteKind::Missing => 2,
-            WriteKind::Deletes => 4,
-            WriteKind::Changes => 8,
-        }
-    }
-}
-
-/// Every selection of [`WRITE_STATEMENTS`] as one query, indexed by the
-/// sum of the [`WriteKind::bit`]s it holds: sixteen fixed texts, each
-/// prepared once and cached by sqlx.
-static WRITE_CHANGED: LazyLock<Vec<Named>> = LazyLock::new(|| {
-    (0..16)
-        .map(|selection| {
-            let text: String = WRITE_STATEMENTS
-                .iter()
-                .filter(|(kind, _)| *kind == WriteKind::Always || selection & kind.bit() != 0)
-                .map(|(_, statement)| *statement)
-                .collect();
-            Named::new(&text)
-        })
-        .collect()
+/// Writes a diffed poll and commits: one row into the `poll_writes` view,
+/// whose trigger (`poll_writes_apply`) writes the customer, the snapshot,
+/// the poll and its changes. One statement instead of one per table,
+/// because every statement's result is a hand-off back from sqlx's worker
+/// thread. The snapshot writes and the changes come as JSON arrays, so the
+/// text never varies with how much changed and is prepared once.
+static WRITE_CHANGED: LazyLock<Named> = LazyLock::new(|| {
+    Named::new(
+        "INSERT INTO poll_writes (poll_id, customer_id, name, empty_streak, list_hash, \
+         started_at, finished_at, http_status, profiles, added, changed, removed, listed, \
+         puts, missing, deletes, changes) \
+         VALUES (:poll, :customer, :name, :empty_streak, :hash, :started, :now, :status, \
+         :profiles, :added, :changed, :removed, :listed, :puts, :missing, :deletes, \
+         :changes);\
+         COMMIT;",
+    )
 });
 
 /// Reads the snapshot, diffs `list` against it and writes the outcome, in
@@ -735,6 +661,7 @@ async fn commit_changed(
         previous,
         failures: previous_failures,
         listed,
+        poll_id,
     } = read_previous(row)?;
     let outcome = diff::diff(&previous, list.profiles, list.rules);
 
@@ -744,19 +671,9 @@ async fn commit_changed(
     let missing = snapshot_json(&outcome.ops, OpKind::Missing);
     let deletes = snapshot_json(&outcome.ops, OpKind::Delete);
     let changes = changes_json(&outcome.changes);
-    let has = |kind| outcome.ops.iter().any(|op| OpKind::of(op) == kind);
-    let selection = [
-        (WriteKind::Puts, has(OpKind::Put)),
-        (WriteKind::Missing, has(OpKind::Missing)),
-        (WriteKind::Deletes, has(OpKind::Delete)),
-        (WriteKind::Changes, !outcome.changes.is_empty()),
-    ]
-    .iter()
-    .filter(|(_, needed)| *needed)
-    .map(|(kind, _)| kind.bit())
-    .sum::<usize>();
-    let rows = WRITE_CHANGED[selection]
+    WRITE_CHANGED
         .query(&[
+            ("poll", Arg::Int(Some(poll_id))),
             ("customer", Arg::Text(Some(customer_id))),
             ("name", Arg::Text(list.customer.name.as_deref())),
             ("now", Arg::Text(Some(&now))),
@@ -777,12 +694,8 @@ async fn commit_changed(
             ("deletes", Arg::Text(Some(&deletes))),
             ("changes", Arg::Text(Some(&changes))),
         ])
-        .fetch_all(&mut *conn)
+        .execute(&mut *conn)
         .await?;
-    let poll_id = match rows.first() {
-        Some(row) => row.try_get(0)?,
-        None => return Err(sqlx::Error::RowNotFound.into()),
-    };
 
     Ok(Committed {
         poll_id,
@@ -851,12 +764,13 @@ impl Named {
 }
 
 /// What [`READ_PREVIOUS`] read: the snapshot and state the diff needs, the
-/// customer's consecutive failures before this poll, and its
-/// `last_listed_at`.
+/// customer's consecutive failures before this poll, its `last_listed_at`,
+/// and the ID this poll's row will have.
 struct PreviousState {
     previous: Previous,
     failures: u32,
     listed: Option<String>,
+    poll_id: i64,
 }
 
 fn read_previous(row: &SqliteRow) -> Result<PreviousState, StoreError> {
@@ -865,6 +779,7 @@ fn read_previous(row: &SqliteRow) -> Result<PreviousState, StoreError> {
     let listed = row.try_get::<Option<String>, _>(2)?;
     let has_history = row.try_get::<bool, _>(3)?;
     let stored: &str = row.try_get(4)?;
+    let poll_id: i64 = row.try_get(5)?;
     let stored: Vec<(String, String, u32)> =
         serde_json::from_str(stored).map_err(|e| StoreError::StoredSnapshot(e.to_string()))?;
     let mut snapshot = Vec::with_capacity(stored.len());
@@ -891,6 +806,7 @@ fn read_previous(row: &SqliteRow) -> Result<PreviousState, StoreError> {
         previous,
         failures,
         listed,
+        poll_id,
     })
 }
 
@@ -911,7 +827,7 @@ impl OpKind {
     }
 }
 
-/// The snapshot writes of one kind as the JSON array [`WRITE_CHANGED`] reads.
+/// The snapshot writes of one kind as a JSON array `poll_writes` reads.
 fn snapshot_json(ops: &[SnapshotOp], kind: OpKind) -> String {
     let rows: Vec<serde_json::Value> = ops
         .iter()
@@ -930,7 +846,7 @@ fn snapshot_json(ops: &[SnapshotOp], kind: OpKind) -> String {
     serde_json::Value::Array(rows).to_string()
 }
 
-/// The changes, in order, as the JSON array [`WRITE_CHANGED`] reads.
+/// The changes, in order, as the JSON array `poll_writes` reads.
 fn changes_json(changes: &[Change]) -> String {
     let rows: Vec<serde_json::Value> = changes
         .iter()

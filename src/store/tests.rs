@@ -301,6 +301,34 @@ async fn old_polls_without_changes_are_pruned_and_the_rest_kept() {
 }
 
 #[tokio::test]
+async fn poll_ids_are_never_reused_even_after_the_newest_polls_are_pruned() {
+    let f = fixture().await;
+    let one = profile(A, "One", 0, "2025-01-01T00:00:00Z");
+    let first = f.commit(vec![one.clone()]).await.poll_id;
+    f.commit(vec![one.clone()]).await;
+    let newest = f.commit(vec![one]).await.poll_id;
+    // The two unchanged polls, the newest rows of `polls`, go.
+    assert_eq!(f.store.prune_polls(Duration::ZERO).await.unwrap(), 2);
+
+    let renamed = f
+        .commit(vec![profile(A, "One, renamed", 0, "2025-01-02T00:00:00Z")])
+        .await;
+    assert!(renamed.poll_id > newest, "{} reused", renamed.poll_id);
+    let rows: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT poll_id, changed FROM polls ORDER BY poll_id")
+            .fetch_all(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(first, Some(0)), (renamed.poll_id, Some(1))]);
+    let recorded_by: Vec<i64> =
+        sqlx::query_scalar("SELECT poll_id FROM profile_changes WHERE kind = 'changed'")
+            .fetch_all(f.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(recorded_by, vec![renamed.poll_id]);
+}
+
+#[tokio::test]
 async fn a_damaged_file_is_reported_with_restore_advice() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.db");
