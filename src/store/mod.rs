@@ -22,9 +22,15 @@
 //!   `profiles` view puts it back on each row;
 //! - any other list takes two queries: one that begins the transaction and
 //!   reads the customer's state and snapshot as a single row, then the diff
-//!   in Rust, then one that writes the snapshot, the `polls` row and the
-//!   changes (passed as JSON arrays, so the text never varies) and commits.
+//!   in Rust, then one INSERT into the `poll_writes` view, whose trigger
+//!   writes the customer, the snapshot, the `polls` row and the changes
+//!   (passed as JSON arrays, so the text never varies), and the commit;
+//! - the process remembers the digest it last stored for each customer, so
+//!   a list it knows to differ skips the one-INSERT attempt. The memory only
+//!   chooses which query to try first: the INSERT checks the stored digest
+//!   itself, and the diff is right whatever the database holds.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -156,7 +162,7 @@ pub struct Store {
     /// ping a connection (a round trip to its worker thread) each time one
     /// is handed back. Empty again after a failed write: see
     /// [`WriteConnection`].
-    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     path: PathBuf,
     /// Set by [`Store::open_checking`]: true once the start-up check and the
     /// migrations passed; writes wait for it.
@@ -326,15 +332,32 @@ impl Store {
         hash: [u8; 32],
     ) -> Result<Committed, StoreError> {
         let mut conn = self.write_connection().await?;
-        let committed = match commit_unchanged(conn.get(), &list, &hash).await {
-            Ok(Some(committed)) => Ok(committed),
+        let customer_id = list.customer.id.as_str();
+        // Unknown (the first poll of this customer in this process): try.
+        let worth_trying = conn
+            .stored_digest(customer_id)
+            .is_none_or(|stored| stored == Some(hash));
+        let unchanged = if worth_trying {
+            commit_unchanged(conn.get(), &list, &hash).await
+        } else {
+            Ok(None)
+        };
+        let committed = match unchanged {
+            Ok(Some(committed)) => Ok((committed, Some(hash))),
             Ok(None) => commit_changed(conn.get(), list, &hash).await,
             Err(error) => Err(error),
         };
-        if committed.is_ok() {
-            conn.release();
+        match committed {
+            Ok((committed, stored)) => {
+                conn.remember_digest(customer_id, stored);
+                conn.release();
+                Ok(committed)
+            }
+            Err(error) => {
+                conn.forget_digest(customer_id);
+                Err(error)
+            }
         }
-        committed
     }
 
     /// Records a failed poll: its `polls` row and the customer's failure
@@ -344,9 +367,16 @@ impl Store {
         poll: FailedPoll<'_>,
     ) -> Result<RecordedFailure, StoreError> {
         let mut conn = self.write_connection().await?;
+        let customer_id = poll.customer.id.as_str();
         let recorded = Self::record_failure_on(conn.get(), poll).await;
-        if recorded.is_ok() {
-            conn.release();
+        match &recorded {
+            // The stored digest stays, but an unchanged list cannot be
+            // committed by the one INSERT until a success clears the failure.
+            Ok(_) => {
+                conn.remember_digest(customer_id, None);
+                conn.release();
+            }
+            Err(_) => conn.forget_digest(customer_id),
         }
         recorded
     }
@@ -367,8 +397,8 @@ impl Store {
     async fn write_connection(&self) -> Result<WriteConnection<'_>, StoreError> {
         self.writable().await?;
         let mut slot = self.writer.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.pool.acquire().await?.detach());
+        if slot.connection.is_none() {
+            slot.connection = Some(self.pool.acquire().await?.detach());
         }
         Ok(WriteConnection {
             slot,
@@ -483,7 +513,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = self.writer.lock().await.take() {
+        if let Some(writer) = self.writer.lock().await.connection.take() {
             if let Err(error) = writer.close().await {
                 tracing::warn!(error = %error, "closing the database connection failed");
             }
@@ -514,13 +544,45 @@ pub struct CustomerState {
 /// IMMEDIATE` on that connection, so one full disk would stop all polls
 /// until a restart.
 struct WriteConnection<'a> {
-    slot: tokio::sync::MutexGuard<'a, Option<SqliteConnection>>,
+    slot: tokio::sync::MutexGuard<'a, Writer>,
     finished: bool,
+}
+
+/// What the process's writes share: the connection, and what it last wrote.
+#[derive(Debug, Default)]
+struct Writer {
+    connection: Option<SqliteConnection>,
+    /// Per customer, the `list_hash` this process last stored (`None` when it
+    /// stored NULL, or a failure that the one INSERT will not clear). Bounded
+    /// by the customers polled; a customer missing here is unknown.
+    stored_digests: HashMap<String, Option<[u8; 32]>>,
 }
 
 impl WriteConnection<'_> {
     fn get(&mut self) -> &mut SqliteConnection {
-        self.slot.as_mut().expect("opened by write_connection")
+        self.slot
+            .connection
+            .as_mut()
+            .expect("opened by write_connection")
+    }
+
+    fn stored_digest(&self, customer_id: &str) -> Option<Option<[u8; 32]>> {
+        self.slot.stored_digests.get(customer_id).copied()
+    }
+
+    fn remember_digest(&mut self, customer_id: &str, digest: Option<[u8; 32]>) {
+        match self.slot.stored_digests.get_mut(customer_id) {
+            Some(stored) => *stored = digest,
+            None => {
+                self.slot
+                    .stored_digests
+                    .insert(customer_id.to_owned(), digest);
+            }
+        }
+    }
+
+    fn forget_digest(&mut self, customer_id: &str) {
+        self.slot.stored_digests.remove(customer_id);
     }
 
     fn release(mut self) {
@@ -531,7 +593,7 @@ impl WriteConnection<'_> {
 impl Drop for WriteConnection<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.slot.take();
+            self.slot.connection.take();
         }
     }
 }
@@ -642,12 +704,13 @@ static WRITE_CHANGED: LazyLock<Named> = LazyLock::new(|| {
 });
 
 /// Reads the snapshot, diffs `list` against it and writes the outcome, in
-/// one transaction of two round trips.
+/// one transaction of two round trips. Returns with it the `list_hash` now
+/// stored: `hash` when the snapshot mirrors the list, else none.
 async fn commit_changed(
     conn: &mut SqliteConnection,
     list: AcceptedList<'_>,
     hash: &[u8; 32],
-) -> Result<Committed, StoreError> {
+) -> Result<(Committed, Option<[u8; 32]>), StoreError> {
     let customer_id = list.customer.id.as_str();
     let profiles = list.profiles.len();
     let rows = sqlx::query(READ_PREVIOUS)
@@ -697,13 +760,15 @@ async fn commit_changed(
         .execute(&mut *conn)
         .await?;
 
-    Ok(Committed {
+    let stored = outcome.settled.then_some(*hash);
+    let committed = Committed {
         poll_id,
         finished_at: now,
         profiles,
         outcome,
         previous_failures,
-    })
+    };
+    Ok((committed, stored))
 }
 
 /// A multi-statement query written with `:name` parameters, rewritten to

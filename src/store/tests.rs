@@ -328,6 +328,82 @@ async fn poll_ids_are_never_reused_even_after_the_newest_polls_are_pruned() {
     assert_eq!(recorded_by, vec![renamed.poll_id]);
 }
 
+/// A second store on the fixture's file, as another process would have.
+async fn other_writer(f: &Fixture) -> Store {
+    Store::open(&StorageSettings {
+        database: f.store.path().to_owned(),
+        busy_timeout: Duration::from_secs(5),
+        poll_retention: Duration::from_secs(3600),
+    })
+    .await
+    .unwrap()
+}
+
+impl Fixture {
+    async fn commit_on(&self, store: &Store, profiles: Vec<Profile>) -> Committed {
+        store
+            .commit_list(AcceptedList {
+                customer: &self.customer,
+                started_at: timestamp::now(),
+                http_status: Some(200),
+                profiles,
+                rules: &self.rules,
+            })
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_list_remembered_as_stored_is_still_diffed_when_another_writer_changed_it() {
+    let f = fixture().await;
+    let other = other_writer(&f).await;
+    let one = profile(A, "One", 0, "2025-01-01T00:00:00Z");
+    let renamed = profile(A, "One, renamed", 0, "2025-01-02T00:00:00Z");
+    f.commit(vec![one.clone()]).await;
+    f.commit_on(&other, vec![renamed]).await;
+
+    // This process last stored `one`; the file holds the rename.
+    let back = f.commit(vec![one]).await;
+    assert_eq!(back.outcome.count(ChangeKind::Changed), 1);
+    assert_eq!(
+        f.changes().await,
+        vec![
+            ("added".into(), A.into(), 1),
+            ("changed".into(), A.into(), 0),
+            ("changed".into(), A.into(), 0),
+        ]
+    );
+    assert_eq!(f.snapshot().await[0].1.as_deref(), Some("One"));
+    other.close().await;
+}
+
+#[tokio::test]
+async fn a_list_remembered_as_different_is_recorded_as_unchanged_when_another_writer_stored_it() {
+    let f = fixture().await;
+    let other = other_writer(&f).await;
+    let one = profile(A, "One", 0, "2025-01-01T00:00:00Z");
+    let renamed = profile(A, "One, renamed", 0, "2025-01-02T00:00:00Z");
+    f.commit(vec![one]).await;
+    f.commit_on(&other, vec![renamed.clone()]).await;
+
+    let same = f.commit(vec![renamed.clone()]).await;
+    assert!(same.outcome.changes.is_empty());
+    assert_eq!(f.count("profile_changes").await, 2);
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT list_hash FROM customers")
+        .fetch_one(f.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        Some(list_hash(std::slice::from_ref(&renamed)).to_vec())
+    );
+    // And from then on the process knows it: the next poll is unchanged too.
+    assert!(f.commit(vec![renamed]).await.outcome.changes.is_empty());
+    assert_eq!(f.count("polls").await, 4);
+    other.close().await;
+}
+
 #[tokio::test]
 async fn a_damaged_file_is_reported_with_restore_advice() {
     let dir = tempfile::tempdir().unwrap();
