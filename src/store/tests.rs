@@ -42,7 +42,11 @@ fn profile(id: &str, name: &str, mode: i64, time: &str) -> Profile {
 
 impl Fixture {
     async fn commit(&self, profiles: Vec<Profile>) -> Committed {
-        self.store
+        self.commit_on(&self.store, profiles).await
+    }
+
+    async fn commit_on(&self, store: &Store, profiles: Vec<Profile>) -> Committed {
+        store
             .commit_list(AcceptedList {
                 customer: &self.customer,
                 started_at: timestamp::now(),
@@ -337,21 +341,6 @@ async fn other_writer(f: &Fixture) -> Store {
     })
     .await
     .unwrap()
-}
-
-impl Fixture {
-    async fn commit_on(&self, store: &Store, profiles: Vec<Profile>) -> Committed {
-        store
-            .commit_list(AcceptedList {
-                customer: &self.customer,
-                started_at: timestamp::now(),
-                http_status: Some(200),
-                profiles,
-                rules: &self.rules,
-            })
-            .await
-            .unwrap()
-    }
 }
 
 #[tokio::test]
