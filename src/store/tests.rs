@@ -58,6 +58,19 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Records a failed poll, as a 503 after retries would be.
+    async fn fail(&self) -> RecordedFailure {
+        self.store
+            .record_failure(FailedPoll {
+                customer: &self.customer,
+                started_at: timestamp::now(),
+                http_status: Some(503),
+                error: "503 from the API",
+            })
+            .await
+            .unwrap()
+    }
+
     async fn changes(&self) -> Vec<(String, String, i64)> {
         sqlx::query_as("SELECT kind, profile_id, baseline FROM profile_changes ORDER BY change_id")
             .fetch_all(self.store.pool())
@@ -218,16 +231,7 @@ async fn a_failure_touches_only_its_poll_row_and_the_customer_state() {
     let snapshot = f.snapshot().await;
     let changes = f.changes().await;
     for expected in 1..=2 {
-        let recorded = f
-            .store
-            .record_failure(FailedPoll {
-                customer: &f.customer,
-                started_at: timestamp::now(),
-                http_status: Some(503),
-                error: "503 from the API",
-            })
-            .await
-            .unwrap();
+        let recorded = f.fail().await;
         assert_eq!(recorded.consecutive_failures, expected);
     }
     assert_eq!(f.snapshot().await, snapshot);
@@ -494,15 +498,7 @@ async fn last_seen_at_follows_the_lists_that_held_each_profile() {
 
     // Neither a failure nor an empty list that is not believed yet is a
     // list that held anything.
-    f.store
-        .record_failure(FailedPoll {
-            customer: &f.customer,
-            started_at: timestamp::now(),
-            http_status: Some(503),
-            error: "503 from the API",
-        })
-        .await
-        .unwrap();
+    f.fail().await;
     f.commit(vec![]).await;
     assert_eq!(
         last_seen(&f).await,
