@@ -25,8 +25,9 @@
 //!   in Rust, then one INSERT into the `poll_writes` view, whose trigger
 //!   writes the customer, the snapshot, the `polls` row and the changes
 //!   (passed as JSON arrays, so the text never varies), and the commit;
-//! - the process remembers the digest it last stored for each customer, so
-//!   a list it knows to differ skips the one-INSERT attempt. The memory only
+//! - the process remembers each customer's stored digest, read when the
+//!   store opens and kept as it writes, so a list it knows to differ skips
+//!   the one-INSERT attempt. The memory only
 //!   chooses which query to try first: the INSERT checks the stored digest
 //!   itself, and the diff is right whatever the database holds.
 
@@ -249,7 +250,34 @@ impl Store {
             .map_err(|source| StoreError::Migrate {
                 path: self.path.clone(),
                 source,
+            })?;
+        self.recall_stored_digests().await
+    }
+
+    /// Fills the writer's memory of stored digests from `customers`, so that
+    /// a process's first poll of a customer whose list changed goes straight
+    /// to the diff, as its later polls do, instead of first trying the one
+    /// INSERT of an unchanged list. Each `scanwatch poll` is such a first
+    /// poll for every customer. A customer with a failure or an empty list
+    /// pending is remembered as `None`: the one INSERT cannot clear those.
+    /// Another process may write after this read; the memory only picks
+    /// which query runs first, and both check what the file holds.
+    async fn recall_stored_digests(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT customer_id, CASE WHEN empty_streak = 0 AND consecutive_failures = 0 \
+             THEN list_hash END FROM customers",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let digests = rows
+            .into_iter()
+            .map(|(customer_id, digest)| {
+                let digest = digest.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+                (customer_id, digest)
             })
+            .collect();
+        self.writer.lock().await.stored_digests = digests;
+        Ok(())
     }
 
     /// Waits until the start-up check of [`Store::open_checking`] passed.
@@ -333,7 +361,7 @@ impl Store {
     ) -> Result<Committed, StoreError> {
         let mut conn = self.write_connection().await?;
         let customer_id = list.customer.id.as_str();
-        // Unknown (the first poll of this customer in this process): try.
+        // Unknown (new since start-up, or its last write failed): try.
         let worth_trying = conn
             .stored_digest(customer_id)
             .is_none_or(|stored| stored == Some(hash));
@@ -552,9 +580,10 @@ struct WriteConnection<'a> {
 #[derive(Debug, Default)]
 struct Writer {
     connection: Option<SqliteConnection>,
-    /// Per customer, the `list_hash` this process last stored (`None` when it
-    /// stored NULL, or a failure that the one INSERT will not clear). Bounded
-    /// by the customers polled; a customer missing here is unknown.
+    /// Per customer, the `list_hash` read at start-up or last stored by this
+    /// process (`None` when that was NULL, or a failure or empty list that
+    /// the one INSERT will not clear). Bounded by the customers in the
+    /// database and those polled since; a customer missing here is unknown.
     stored_digests: HashMap<String, Option<[u8; 32]>>,
 }
 

@@ -46,9 +46,18 @@ impl Fixture {
     }
 
     async fn commit_on(&self, store: &Store, profiles: Vec<Profile>) -> Committed {
+        self.commit_on_for(store, &self.customer, profiles).await
+    }
+
+    async fn commit_on_for(
+        &self,
+        store: &Store,
+        customer: &Customer,
+        profiles: Vec<Profile>,
+    ) -> Committed {
         store
             .commit_list(AcceptedList {
-                customer: &self.customer,
+                customer,
                 started_at: timestamp::now(),
                 http_status: Some(200),
                 profiles,
@@ -395,6 +404,53 @@ async fn a_list_remembered_as_different_is_recorded_as_unchanged_when_another_wr
     assert!(f.commit(vec![renamed]).await.outcome.changes.is_empty());
     assert_eq!(f.count("polls").await, 4);
     other.close().await;
+}
+
+#[tokio::test]
+async fn a_store_opened_on_a_database_knows_each_customers_stored_digest() {
+    let f = fixture().await;
+    let other = Customer {
+        id: CustomerId::parse("0badf00d-0000-4000-8000-000000000003").unwrap(),
+        name: None,
+    };
+    let one = profile(A, "One", 0, "2025-01-01T00:00:00Z");
+    f.commit(vec![one.clone()]).await;
+    // The other customer is listed once, then fails: its digest stays
+    // stored, but the one INSERT cannot clear the failure.
+    f.commit_on_for(&f.store, &other, vec![one.clone()]).await;
+    f.store
+        .record_failure(FailedPoll {
+            customer: &other,
+            started_at: timestamp::now(),
+            http_status: Some(503),
+            error: "503 from the API",
+        })
+        .await
+        .unwrap();
+
+    let reopened = other_writer(&f).await;
+    let remembered = reopened.writer.lock().await.stored_digests.clone();
+    let expected = HashMap::from([
+        (
+            CUSTOMER.to_owned(),
+            Some(list_hash(std::slice::from_ref(&one))),
+        ),
+        (other.id.as_str().to_owned(), None),
+    ]);
+    assert_eq!(remembered, expected);
+
+    // What it remembers is what the one INSERT checks: the same list is an
+    // unchanged poll, and a changed one is diffed.
+    assert!(f
+        .commit_on(&reopened, vec![one])
+        .await
+        .outcome
+        .changes
+        .is_empty());
+    let renamed = profile(A, "One, renamed", 0, "2025-01-02T00:00:00Z");
+    let changed = f.commit_on(&reopened, vec![renamed]).await;
+    assert_eq!(changed.outcome.count(ChangeKind::Changed), 1);
+    reopened.close().await;
 }
 
 #[tokio::test]
