@@ -27,9 +27,9 @@
 //!   (passed as JSON arrays, so the text never varies), and the commit;
 //! - the process remembers each customer's stored digest, read when the
 //!   store opens and kept as it writes, so a list it knows to differ skips
-//!   the one-INSERT attempt. The memory only
-//!   chooses which query to try first: the INSERT checks the stored digest
-//!   itself, and the diff is right whatever the database holds.
+//!   the one-INSERT attempt. The memory only chooses which query to try
+//!   first: the INSERT checks the stored digest itself, and the diff is
+//!   right whatever the database holds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
