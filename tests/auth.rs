@@ -55,7 +55,7 @@ fn config_for(sim: &Simulator, dir: &Path, auth: &str) -> String {
 }
 
 fn settings(dir: &Path, text: &str) -> Settings {
-    ConfigFile::from_toml(&dir.join("scanwatch.toml"), text)
+    ConfigFile::from_toml_ignoring_environment(&dir.join("scanwatch.toml"), text)
         .unwrap()
         .settings()
         .unwrap()

@@ -4,6 +4,7 @@
 //! process only), config errors, and each way a probe can fail.
 
 mod certs;
+mod hermetic;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,18 +20,12 @@ const PASSWORD: &str = "pfx-password-never-printed-a19e";
 const CUSTOMER: &str = "03f7382e-0000-1cda-0000-dd9a000074f0";
 
 fn scanwatch(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+    let mut command = hermetic::scanwatch();
     command
         .arg("--config")
         .arg(config)
         .arg("check-config")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("SCANWATCH__AUTH__CLIENT_SECRET")
-        .env_remove("SCANWATCH__AUTH__CERTIFICATE_PASSWORD");
+        .args(args);
     command
 }
 

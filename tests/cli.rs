@@ -13,15 +13,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn scanwatch(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("JOURNAL_STREAM");
+    let mut command = common::hermetic::scanwatch();
+    command.arg("--config").arg(config).args(args);
     command
 }
 
@@ -375,7 +368,7 @@ async fn demo_records_its_scripted_story_and_tells_it_the_same_way_twice() {
     let production = dir.path().join("production.db");
     let mut stories = Vec::new();
     for _ in 0..2 {
-        let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+        let output = common::hermetic::scanwatch()
             .args(["demo", "--db"])
             .arg(&db)
             .env("SCANWATCH__STORAGE__DATABASE", &production)

@@ -612,10 +612,13 @@ async fn a_retry_after_for_one_customer_holds_back_the_next_customers_poll() {
         base = server.uri(),
         db = dir.path().join("scanwatch.db").display(),
     );
-    let settings = scanwatch::config::ConfigFile::from_toml(&dir.path().join("s.toml"), &text)
-        .unwrap()
-        .settings()
-        .unwrap();
+    let settings = scanwatch::config::ConfigFile::from_toml_ignoring_environment(
+        &dir.path().join("s.toml"),
+        &text,
+    )
+    .unwrap()
+    .settings()
+    .unwrap();
     let api = scanwatch::api::ApiClient::new(&settings.api, &settings.auth).unwrap();
     let store = Store::open(&settings.storage).await.unwrap();
     let poller = Arc::new(scanwatch::poller::Poller::new(

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::sim::*;
@@ -253,13 +252,10 @@ async fn a_database_damaged_before_start_stops_poll_and_run_with_exit_1_and_rest
     let text = sim_config_text(&h.sim, h.dir.path(), &SimSetup::default());
     let config = write_config(h.dir.path(), &text);
     for command in ["poll", "run"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+        let output = common::hermetic::scanwatch()
             .arg(command)
             .arg("--config")
             .arg(&config)
-            .env_remove("RUST_LOG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("NOTIFY_SOCKET")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);

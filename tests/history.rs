@@ -611,7 +611,7 @@ const PEAK_BOUND_KIB: u64 = 64 * 1024;
 async fn streams_in_flat_memory(format: &str, framing: u64) {
     let rows = 200_000;
     let dir = tempfile::tempdir().unwrap();
-    let settings = scanwatch::config::ConfigFile::from_toml(
+    let settings = scanwatch::config::ConfigFile::from_toml_ignoring_environment(
         &dir.path().join("scanwatch.toml"),
         "[storage]\ndatabase = \"big.db\"\n",
     )
@@ -677,7 +677,7 @@ async fn a_200000_row_history_streams_as_one_json_array_in_flat_memory() {
 #[tokio::test]
 async fn a_reader_that_stops_early_ends_history_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = scanwatch::config::ConfigFile::from_toml(
+    let settings = scanwatch::config::ConfigFile::from_toml_ignoring_environment(
         &dir.path().join("scanwatch.toml"),
         "[storage]\ndatabase = \"big.db\"\n",
     )

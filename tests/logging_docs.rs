@@ -604,11 +604,9 @@ async fn events_of_a_busy_run() -> Vec<Value> {
 
     // `history`, with the first (readable) config.
     let first_config = dir.path().join("scanwatch.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+    let output = common_daemon::hermetic::scanwatch()
         .args(["history", "--format", "ndjson", "--config"])
         .arg(&first_config)
-        .env_remove("RUST_LOG")
-        .env_remove("JOURNAL_STREAM")
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");

@@ -578,8 +578,11 @@ fn storage_settings(dir: &Path) -> scanwatch::config::StorageSettings {
          [[customers]]\nid = \"03f7382e-0000-1cda-0000-dd9a000074f0\"\n",
         dir.join("scanwatch.db").display()
     );
-    scanwatch::config::ConfigFile::from_toml(&dir.join("scanwatch.toml"), &text)
-        .unwrap()
-        .storage()
-        .unwrap()
+    scanwatch::config::ConfigFile::from_toml_ignoring_environment(
+        &dir.join("scanwatch.toml"),
+        &text,
+    )
+    .unwrap()
+    .storage()
+    .unwrap()
 }

@@ -51,7 +51,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let text = super::simulate::config_for(&simulator, &db.to_string_lossy());
     let folder = db.parent().unwrap_or(Path::new("."));
     let settings =
-        ConfigFile::from_own_toml(&folder.join("scanwatch-demo.toml"), &text)?.settings()?;
+        ConfigFile::from_toml_ignoring_environment(&folder.join("scanwatch-demo.toml"), &text)?
+            .settings()?;
     let api = ApiClient::new(&settings.api, &settings.auth).map_err(|e| anyhow::anyhow!(e))?;
     let store = Store::open(&settings.storage)
         .await

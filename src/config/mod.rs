@@ -214,6 +214,9 @@ pub struct ConfigFile {
     raw: RawConfig,
     /// Secret keys written in the file itself (not only in the environment).
     inline_secrets: Vec<&'static str>,
+    /// Whether the process environment counts: the `SCANWATCH__SECTION__KEY`
+    /// overrides, and systemd's `STATE_DIRECTORY` and `CREDENTIALS_DIRECTORY`.
+    environment: bool,
 }
 
 /// A config file read in one pass: the customers into their type, every
@@ -247,7 +250,8 @@ fn syntax_message(error: &str) -> String {
 const SECRET_KEYS: [&str; 2] = ["auth.client_secret", "auth.certificate_password"];
 
 impl ConfigFile {
-    /// Reads `path` and the environment overrides, refusing unknown keys.
+    /// Reads `path` and the `SCANWATCH__SECTION__KEY` environment overrides,
+    /// refusing unknown keys.
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let file_error = |message: String| ConfigError::File {
             path: path.to_owned(),
@@ -259,20 +263,21 @@ impl ConfigFile {
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-        Self::from_toml(path, &text)
+        Self::parse(path, &text, true)
     }
 
-    /// Parses config text as if it had been read from `path`, with the
-    /// `SCANWATCH__SECTION__KEY` environment overrides applied.
-    pub fn from_toml(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-        Self::parse(path, text, true)
-    }
-
-    /// Parses config text that scanwatch wrote itself (the demo's), ignoring
-    /// the environment: an override meant for the real service, such as
+    /// Parses config text as the whole config, ignoring the environment: no
+    /// overrides, no systemd state directory or credentials.
+    ///
+    /// For text whose author is not the operator: the demo's own config,
+    /// where an override meant for the real service, such as
     /// `SCANWATCH__STORAGE__DATABASE`, must not send simulated data into the
-    /// real history.
-    pub fn from_own_toml(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+    /// real history; and tests, which must not depend on the shell they run
+    /// in.
+    pub fn from_toml_ignoring_environment(
+        path: &Path,
+        text: &str,
+    ) -> Result<ConfigFile, ConfigError> {
         Self::parse(path, text, false)
     }
 
@@ -337,6 +342,7 @@ impl ConfigFile {
             path,
             raw,
             inline_secrets,
+            environment,
         })
     }
 
@@ -377,6 +383,25 @@ impl ConfigFile {
         }
     }
 
+    /// systemd's `$STATE_DIRECTORY` (the first one, when several are listed).
+    fn state_directory(&self) -> Option<PathBuf> {
+        if !self.environment {
+            return None;
+        }
+        let value = std::env::var_os("STATE_DIRECTORY")?;
+        let first = value.to_str()?.split(':').next()?.to_owned();
+        (!first.is_empty()).then(|| PathBuf::from(first))
+    }
+
+    /// The systemd credential `name`, when the environment counts and the
+    /// service manager passed one.
+    fn systemd_credential(&self, name: &str) -> Result<Option<secret::Secret>, ConfigError> {
+        if !self.environment {
+            return Ok(None);
+        }
+        secret::systemd_credential(name)
+    }
+
     pub fn storage(&self) -> Result<StorageSettings, ConfigError> {
         let raw = &self.raw.storage;
         let database = raw.database.as_deref().unwrap_or("scanwatch.db");
@@ -385,7 +410,7 @@ impl ConfigFile {
         }
         let database = if Path::new(database).is_absolute() {
             PathBuf::from(database)
-        } else if let Some(state) = state_directory() {
+        } else if let Some(state) = self.state_directory() {
             state.join(database)
         } else {
             self.folder().join(database)
@@ -520,6 +545,7 @@ impl ConfigFile {
             .as_deref()
             .map(|p| self.resolve_path(p));
         let secret = secret::lookup(
+            self.environment,
             "auth",
             "client_secret",
             raw.client_secret.as_deref(),
@@ -544,7 +570,7 @@ impl ConfigFile {
             (None, Some(certificate_file)) => {
                 Credential::Certificate(self.certificate(certificate_file)?)
             }
-            (None, None) => match secret::systemd_credential("client_secret")? {
+            (None, None) => match self.systemd_credential("client_secret")? {
                 Some(secret) => Credential::ClientSecret(secret),
                 None => {
                     return Err(invalid(
@@ -596,6 +622,7 @@ impl ConfigFile {
             .as_deref()
             .map(|p| self.resolve_path(p));
         let mut password = secret::lookup(
+            self.environment,
             "auth",
             "certificate_password",
             raw.certificate_password.as_deref(),
@@ -609,7 +636,7 @@ impl ConfigFile {
                 ));
             }
             if password.is_none() {
-                password = secret::systemd_credential("certificate_password")?;
+                password = self.systemd_credential("certificate_password")?;
             }
         } else if private_key_file.is_none() {
             return Err(invalid(
@@ -765,13 +792,6 @@ pub fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
     }
-}
-
-/// systemd's `$STATE_DIRECTORY` (the first one, when several are listed).
-fn state_directory() -> Option<PathBuf> {
-    let value = std::env::var_os("STATE_DIRECTORY")?;
-    let first = value.to_str()?.split(':').next()?.to_owned();
-    (!first.is_empty()).then(|| PathBuf::from(first))
 }
 
 #[cfg(unix)]

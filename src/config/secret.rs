@@ -79,8 +79,10 @@ pub fn env_variable(section: &str, key: &str) -> String {
 ///
 /// `inline` is the merged value of the key (file or environment); whether the
 /// environment supplied it is read back from the environment, only to say
-/// where the secret came from.
+/// where the secret came from, and only when `environment` says the overrides
+/// were applied.
 pub fn lookup(
+    environment: bool,
     section: &str,
     key: &str,
     inline: Option<&str>,
@@ -89,7 +91,7 @@ pub fn lookup(
     let full_key = format!("{section}.{key}");
     if let Some(value) = inline.filter(|v| !v.is_empty()) {
         let variable = env_variable(section, key);
-        let source = if std::env::var_os(&variable).is_some() {
+        let source = if environment && std::env::var_os(&variable).is_some() {
             SecretSource::Environment { variable }
         } else {
             SecretSource::Inline { key: full_key }
@@ -154,7 +156,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "s3cret\r\n").unwrap();
-        let secret = lookup("auth", "client_secret", None, Some(&path))
+        let secret = lookup(false, "auth", "client_secret", None, Some(&path))
             .unwrap()
             .unwrap();
         assert_eq!(secret.value.expose_secret(), "s3cret");
@@ -164,6 +166,7 @@ mod tests {
     #[test]
     fn the_inline_value_wins_over_the_file() {
         let secret = lookup(
+            false,
             "auth",
             "certificate_password",
             Some("inline"),
@@ -172,11 +175,18 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(secret.value.expose_secret(), "inline");
+        assert_eq!(
+            secret.source,
+            SecretSource::Inline {
+                key: "auth.certificate_password".to_owned()
+            }
+        );
     }
 
     #[test]
     fn a_missing_secret_file_names_its_key() {
         let err = lookup(
+            false,
             "auth",
             "client_secret",
             None,

@@ -4,7 +4,7 @@ use secrecy::ExposeSecret;
 const ID: &str = "03f7382e-0000-1cda-0000-dd9a000074f0";
 
 fn load(text: &str) -> Result<ConfigFile, ConfigError> {
-    ConfigFile::from_toml(Path::new("/etc/scanwatch/scanwatch.toml"), text)
+    ConfigFile::from_toml_ignoring_environment(Path::new("/etc/scanwatch/scanwatch.toml"), text)
 }
 
 fn minimal() -> String {
@@ -326,7 +326,11 @@ fn a_syntax_error_is_one_line_with_its_place_but_not_the_line_itself() {
 #[test]
 fn the_example_config_is_valid_and_sets_every_default() {
     let text = include_str!("../../config/scanwatch.example.toml");
-    let file = ConfigFile::from_toml(Path::new("/etc/scanwatch/scanwatch.toml"), text).unwrap();
+    let file = ConfigFile::from_toml_ignoring_environment(
+        Path::new("/etc/scanwatch/scanwatch.toml"),
+        text,
+    )
+    .unwrap();
     assert_eq!(file.customers().unwrap().len(), 2);
     assert!(file.api().is_ok());
     assert!(file.schedule().is_ok());
@@ -405,10 +409,11 @@ fn a_pfx_password_is_read_from_its_file_without_the_trailing_newline() {
         "client_secret = \"s3cret\"",
         "certificate_file = \"app.P12\"\ncertificate_password_file = \"pfx-password\"",
     );
-    let auth = ConfigFile::from_toml(&dir.path().join("scanwatch.toml"), &text)
-        .unwrap()
-        .auth()
-        .unwrap();
+    let auth =
+        ConfigFile::from_toml_ignoring_environment(&dir.path().join("scanwatch.toml"), &text)
+            .unwrap()
+            .auth()
+            .unwrap();
     let Credential::Certificate(cert) = auth.credential else {
         panic!("expected a certificate");
     };

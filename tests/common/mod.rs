@@ -2,6 +2,8 @@
 //! a config pointing at it, and helpers to read back what the store holds.
 #![allow(dead_code)]
 
+#[path = "../hermetic/mod.rs"]
+pub mod hermetic;
 pub mod sim;
 
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ name = "Contoso"
 }
 
 pub fn settings(text: &str, dir: &Path) -> Settings {
-    ConfigFile::from_toml(&dir.join("scanwatch.toml"), text)
+    ConfigFile::from_toml_ignoring_environment(&dir.join("scanwatch.toml"), text)
         .unwrap()
         .settings()
         .unwrap()

@@ -613,18 +613,13 @@ pub fn scanwatch(
     args: &[&str],
     log: &std::path::Path,
 ) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+    let mut command = super::hermetic::scanwatch();
     command
         .args(args)
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "warn")
         .env("SCANWATCH__LOG__FORMAT", "json")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(

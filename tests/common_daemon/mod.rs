@@ -6,9 +6,12 @@
 //! with a deadline, never a sleep that hopes a race went one way.
 #![allow(dead_code)]
 
+#[path = "../hermetic/mod.rs"]
+pub mod hermetic;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use scanwatch::simulator::{SimConfig, Simulator};
@@ -34,16 +37,11 @@ impl Daemon {
     /// Starts on a config file already written, logging to `dir/stderr.log`.
     pub fn start_with(dir: &Path, config: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let stderr = dir.join("stderr.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+        let mut command = hermetic::scanwatch();
         command
             .arg("run")
             .arg("--config")
             .arg(&config)
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());

@@ -15,6 +15,9 @@
 //! only from the database.
 #![allow(dead_code)]
 
+#[path = "../hermetic/mod.rs"]
+pub mod hermetic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -80,10 +83,11 @@ impl Seeded {
             .replace("Simulated customer 2", "Fabrikam")
             .replace("Simulated customer 3", "Litware")
             + &format!("\n[[customers]]\nid = \"{NORTHWIND}\"\nname = \"Northwind\"\n");
-        let settings = ConfigFile::from_toml(&dir.path().join("poll.toml"), &poll_text)
-            .unwrap()
-            .settings()
-            .unwrap();
+        let settings =
+            ConfigFile::from_toml_ignoring_environment(&dir.path().join("poll.toml"), &poll_text)
+                .unwrap()
+                .settings()
+                .unwrap();
         let api = ApiClient::new(&settings.api, &settings.auth).unwrap();
         let store = Store::open(&settings.storage).await.unwrap();
         let poller = Poller::new(api, store, settings.detection.clone(), 5);
@@ -267,16 +271,11 @@ impl Seeded {
 /// The binary with `--config`, in an environment cleared of anything that
 /// would change where it looks or what it logs.
 pub fn scanwatch(config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_scanwatch"));
+    let mut command = hermetic::scanwatch();
     command
         .args(args)
         .arg("--config")
         .arg(config)
-        .env_remove("SCANWATCH_CONFIG")
-        .env_remove("RUST_LOG")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("JOURNAL_STREAM")
         .env("SCANWATCH__LOG__LEVEL", "warn");
     command
 }
