@@ -572,6 +572,67 @@ async fn healthz_reports_a_stalled_scheduler_and_a_database_that_does_not_answer
     assert_eq!(status, 404);
 }
 
+#[tokio::test]
+async fn healthz_fails_once_the_database_file_is_replaced_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = storage_settings(dir.path());
+    let store = Store::open(&settings).await.unwrap();
+    let health = Health::new(None);
+    health.set_store(store.clone());
+    health.observe(&Event::<()>::Scheduled {
+        customers: 1,
+        added: 1,
+        removed: 0,
+        next_due: None,
+    });
+    let listener = Listener::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&health))
+        .await
+        .unwrap();
+    let healthz = format!("http://{}/healthz", listener.local_addr());
+    assert_eq!(get(&healthz).await, (200, "ok\n".to_owned()));
+
+    // A backup restored over the database while the service runs: the path
+    // names a new file, and the store still holds the old one open.
+    let database = &settings.database;
+    let restored = dir.path().join("restored.db");
+    std::fs::copy(database, &restored).unwrap();
+    std::fs::rename(&restored, database).unwrap();
+    let (status, body) = get(&healthz).await;
+    assert_eq!(status, 503);
+    assert!(
+        body.starts_with(&format!(
+            "database {} was deleted or replaced",
+            database.display()
+        )),
+        "{body}"
+    );
+    assert!(body.contains("restart scanwatch"), "{body}");
+    assert_eq!(body.lines().count(), 1);
+
+    // Deleted outright: the same answer.
+    std::fs::remove_file(database).unwrap();
+    let (status, body) = get(&healthz).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("was deleted or replaced"), "{body}");
+
+    // A store opened on the file now at the path is healthy again.
+    let reopened = Store::open(&settings).await.unwrap();
+    let health = Health::new(None);
+    health.set_store(reopened);
+    health.observe(&Event::<()>::Heartbeat);
+    health.observe(&Event::<()>::Scheduled {
+        customers: 1,
+        added: 1,
+        removed: 0,
+        next_due: None,
+    });
+    let listener = Listener::start("127.0.0.1:0".parse().unwrap(), health)
+        .await
+        .unwrap();
+    let healthz = format!("http://{}/healthz", listener.local_addr());
+    assert_eq!(get(&healthz).await, (200, "ok\n".to_owned()));
+}
+
 fn storage_settings(dir: &Path) -> scanwatch::config::StorageSettings {
     let text = format!(
         "[auth]\nclient_id = \"x\"\nclient_secret = \"y\"\n[storage]\ndatabase = \"{}\"\n\

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::global;
 use crate::scheduler::Event;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The media type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -74,7 +74,8 @@ impl Health {
         }
     }
 
-    /// `/healthz`: the scheduler loop is alive and the database answers.
+    /// `/healthz`: the scheduler loop is alive, and the database answers and
+    /// is still the file at its configured path.
     pub async fn live(&self) -> Result<(), String> {
         self.scheduler_alive(Instant::now())?;
         let Some(store) = self.store.get() else {
@@ -82,6 +83,7 @@ impl Health {
         };
         match tokio::time::timeout(DATABASE_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(error @ StoreError::Replaced { .. })) => Err(error.to_string()),
             Ok(Err(error)) => Err(format!("database does not answer: {error}")),
             Err(_) => Err(format!(
                 "database does not answer within {}s",

@@ -90,6 +90,13 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("database {} was not written: its check at start did not pass", path.display())]
     Unchecked { path: PathBuf },
+    #[error(
+        "database {} was deleted or replaced since scanwatch opened it, so what it \
+         records goes to a file nobody can read; restart scanwatch to write to the file \
+         at that path",
+        path.display()
+    )]
+    Replaced { path: PathBuf },
 }
 
 impl StoreError {
@@ -168,6 +175,30 @@ pub struct Store {
     /// Set by [`Store::open_checking`]: true once the start-up check and the
     /// migrations passed; writes wait for it.
     checked: Option<watch::Receiver<bool>>,
+    /// The file `path` named when the store opened it. SQLite goes on
+    /// writing to an open file after it is deleted or replaced (a backup
+    /// restored over it while the service runs), and every later poll would
+    /// commit into a file no reader finds; [`Store::ping`] compares this
+    /// with what the path names now.
+    file: Option<FileIdentity>,
+}
+
+/// A file's device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileIdentity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
 }
 
 impl Store {
@@ -234,11 +265,14 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| classify_open_error(&path, source))?;
+        // The pool's connection is open, so the file exists.
+        let file = FileIdentity::of(&path);
         Ok(Store {
             pool,
             writer: Arc::default(),
             path,
             checked: None,
+            file,
         })
     }
 
@@ -323,6 +357,7 @@ impl Store {
             writer: Arc::default(),
             path: path.to_owned(),
             checked: None,
+            file: FileIdentity::of(path),
         })
     }
 
@@ -522,9 +557,14 @@ impl Store {
             .collect())
     }
 
-    /// Whether the database answers a query that reads it, for the health
-    /// endpoint.
+    /// Whether the database answers a query that reads it, and is still the
+    /// file its path names, for the health endpoint.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if self.file.is_some() && FileIdentity::of(&self.path) != self.file {
+            return Err(StoreError::Replaced {
+                path: self.path.clone(),
+            });
+        }
         sqlx::query("SELECT 1 FROM customers LIMIT 1")
             .fetch_optional(&self.pool)
             .await?;
