@@ -540,12 +540,7 @@ async fn healthz_reports_a_stalled_scheduler_and_a_database_that_does_not_answer
     );
 
     health.set_store(store.clone());
-    health.observe(&Event::<()>::Scheduled {
-        customers: 1,
-        added: 1,
-        removed: 0,
-        next_due: None,
-    });
+    scheduled(&health);
     assert_eq!(get(&readyz).await, (200, "ready\n".to_owned()));
     assert_eq!(get(&healthz).await, (200, "ok\n".to_owned()));
 
@@ -579,12 +574,7 @@ async fn healthz_fails_once_the_database_file_is_replaced_or_deleted() {
     let store = Store::open(&settings).await.unwrap();
     let health = Health::new(None);
     health.set_store(store.clone());
-    health.observe(&Event::<()>::Scheduled {
-        customers: 1,
-        added: 1,
-        removed: 0,
-        next_due: None,
-    });
+    scheduled(&health);
     let listener = Listener::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&health))
         .await
         .unwrap();
@@ -619,18 +609,22 @@ async fn healthz_fails_once_the_database_file_is_replaced_or_deleted() {
     let reopened = Store::open(&settings).await.unwrap();
     let health = Health::new(None);
     health.set_store(reopened);
-    health.observe(&Event::<()>::Heartbeat);
+    scheduled(&health);
+    let listener = Listener::start("127.0.0.1:0".parse().unwrap(), health)
+        .await
+        .unwrap();
+    let healthz = format!("http://{}/healthz", listener.local_addr());
+    assert_eq!(get(&healthz).await, (200, "ok\n".to_owned()));
+}
+
+/// Tells `health` the scheduler set its first schedule.
+fn scheduled(health: &Health) {
     health.observe(&Event::<()>::Scheduled {
         customers: 1,
         added: 1,
         removed: 0,
         next_due: None,
     });
-    let listener = Listener::start("127.0.0.1:0".parse().unwrap(), health)
-        .await
-        .unwrap();
-    let healthz = format!("http://{}/healthz", listener.local_addr());
-    assert_eq!(get(&healthz).await, (200, "ok\n".to_owned()));
 }
 
 fn storage_settings(dir: &Path) -> scanwatch::config::StorageSettings {
