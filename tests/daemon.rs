@@ -350,6 +350,37 @@ async fn a_failing_customer_logs_one_error_per_streak_and_one_info_on_recovery()
 }
 
 #[tokio::test]
+async fn a_database_file_renamed_over_while_running_is_reported_once() {
+    const REPORT: &str = "database file deleted or replaced since it was opened; restart scanwatch";
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scanwatch.db");
+    let sim = simulator(1).await;
+    let ids = sim.customer_ids();
+    let text = config(&sim, &db, &ids, "interval = \"1s\"\njitter = \"0s\"", "");
+    let mut daemon = Daemon::start(dir.path(), &text, &[]);
+    until_polled(&db, &ids[0], 2).await;
+    assert!(daemon.log_lines(REPORT).is_empty(), "{}", daemon.log());
+
+    // A backup put in place with `mv` while the service runs.
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(&db, &backup).unwrap();
+    std::fs::rename(&backup, &db).unwrap();
+
+    let report = daemon.wait_for_log(REPORT).await;
+    assert_eq!(report["level"], "ERROR");
+    assert_eq!(report["database"], db.display().to_string());
+    // The daemon goes on polling, and says it once, not after every batch.
+    let polls = daemon.log_lines("poll finished").len();
+    let until = Instant::now() + DEADLINE;
+    while daemon.log_lines("poll finished").len() < polls + 2 {
+        assert!(Instant::now() < until, "two more polls in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+    assert_eq!(daemon.log_lines(REPORT).len(), 1, "{}", daemon.log());
+}
+
+#[tokio::test]
 async fn max_concurrency_holds_across_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("scanwatch.db");

@@ -103,7 +103,11 @@ pub async fn run(config: &Path, _args: Args) -> Result<ExitCode, CliError> {
     let mut scheduler = Scheduler::new(
         Timing::from(&settings.schedule),
         poll,
-        with_health(health, &notifier, observer(notifier.clone())),
+        with_health(
+            health,
+            &notifier,
+            watching_the_file(store.clone(), observer(notifier.clone())),
+        ),
     );
     if let Some(period) = heartbeat {
         scheduler = scheduler.heartbeat(period);
@@ -188,6 +192,27 @@ fn observer(notifier: Notifier) -> impl FnMut(Event<PollReport>) {
         }
         Event::Heartbeat => notifier.watchdog(),
         Event::Stopping { .. } => {}
+    }
+}
+
+/// Logs an error after the first batch of polls that follows the database
+/// file's deletion or replacement. SQLite goes on writing to the file it
+/// opened, so until a restart every poll commits where no reader finds it;
+/// `/healthz` says so too, but not everyone probes it.
+fn watching_the_file(
+    store: Store,
+    mut observe: impl FnMut(Event<PollReport>),
+) -> impl FnMut(Event<PollReport>) {
+    let mut reported = false;
+    move |event| {
+        if matches!(event, Event::Idle { .. }) && !reported && store.file_replaced() {
+            reported = true;
+            tracing::error!(
+                database = %store.path().display(),
+                "database file deleted or replaced since it was opened; restart scanwatch"
+            );
+        }
+        observe(event);
     }
 }
 

@@ -178,8 +178,8 @@ pub struct Store {
     /// The file `path` named when the store opened it. SQLite goes on
     /// writing to an open file after it is deleted or replaced (a backup
     /// restored over it while the service runs), and every later poll would
-    /// commit into a file no reader finds; [`Store::ping`] compares this
-    /// with what the path names now.
+    /// commit into a file no reader finds; [`Store::file_replaced`] compares
+    /// this with what the path names now.
     file: Option<FileIdentity>,
 }
 
@@ -191,6 +191,7 @@ struct FileIdentity {
 }
 
 impl FileIdentity {
+    #[cfg(unix)]
     fn of(path: &Path) -> Option<FileIdentity> {
         use std::os::unix::fs::MetadataExt;
         let metadata = std::fs::metadata(path).ok()?;
@@ -198,6 +199,13 @@ impl FileIdentity {
             device: metadata.dev(),
             inode: metadata.ino(),
         })
+    }
+
+    /// Elsewhere the check is off: a store opened without an identity never
+    /// counts as replaced.
+    #[cfg(not(unix))]
+    fn of(_path: &Path) -> Option<FileIdentity> {
+        None
     }
 }
 
@@ -557,10 +565,16 @@ impl Store {
             .collect())
     }
 
+    /// Whether the file at the database's path is no longer the one this
+    /// store opened: deleted, or replaced by a rename (a restored backup).
+    pub fn file_replaced(&self) -> bool {
+        self.file.is_some() && FileIdentity::of(&self.path) != self.file
+    }
+
     /// Whether the database answers a query that reads it, and is still the
     /// file its path names, for the health endpoint.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        if self.file.is_some() && FileIdentity::of(&self.path) != self.file {
+        if self.file_replaced() {
             return Err(StoreError::Replaced {
                 path: self.path.clone(),
             });
