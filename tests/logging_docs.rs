@@ -12,7 +12,7 @@ mod common_daemon;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common_daemon::*;
@@ -619,10 +619,9 @@ async fn events_of_a_busy_run() -> Vec<Value> {
 /// `scanwatch simulate` until it says it serves, then Ctrl-C.
 async fn simulate_events(dir: &Path) -> Vec<Value> {
     let stderr = dir.join("simulate.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scanwatch"))
+    let mut child = common_daemon::hermetic::scanwatch()
         .args(["simulate", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "scanwatch=debug")
-        .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap())
