@@ -249,6 +249,108 @@ async fn a_probe_with_a_pem_certificate_fetches_a_token_and_a_page() {
     assert_eq!(sim.counters().api_requests, 1);
 }
 
+/// `scanwatch simulate --client-certificate FILE` as a child, and the config
+/// it printed (everything before its control comment).
+fn simulate_trusting(certificate: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = hermetic::scanwatch()
+        .args(["simulate", "--listen", "127.0.0.1:0", "--customers", "1"])
+        .arg("--client-certificate")
+        .arg(certificate)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("# Control:") {
+            break;
+        }
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    (child, printed)
+}
+
+fn interrupt(mut child: std::process::Child) {
+    // SAFETY: kill(2) with our own child's pid and a valid signal number.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn simulate_trusts_the_certificate_it_is_given_and_no_other() {
+    let trusted = certs::certificate(0, "trusted app", Validity::Current);
+    let other = certs::certificate(1, "other app", Validity::Current);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = certs::write(dir.path(), "app.pem", &trusted.pem);
+    let (child, printed) = simulate_trusting(&cert);
+    assert!(
+        printed.contains(&format!(
+            "certificate_file = {:?}",
+            cert.display().to_string()
+        )),
+        "{printed}"
+    );
+
+    let secret_line = printed
+        .lines()
+        .find(|line| line.starts_with("client_secret = "))
+        .expect("the printed config has a client secret");
+    for (name, certificate, expected) in [("trusted", &trusted, 0), ("other", &other, 1)] {
+        let cert = certs::write(dir.path(), &format!("{name}.pem"), &certificate.pem);
+        let key = certs::write(
+            dir.path(),
+            &format!("{name}.key"),
+            &certificate.key_pkcs8_pem,
+        );
+        let auth = format!(
+            "certificate_file = {:?}\nprivate_key_file = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        let path = write_config(dir.path(), &printed.replace(secret_line, &auth));
+        let output = run(scanwatch(&path, &["--probe"])).await;
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{name}: {}",
+            stderr(&output)
+        );
+        if expected == 0 {
+            assert!(stdout(&output).contains("probe: ok"), "{}", stdout(&output));
+        } else {
+            assert!(
+                stderr(&output).contains("invalid_client"),
+                "{}",
+                stderr(&output)
+            );
+        }
+    }
+    interrupt(child);
+}
+
+#[tokio::test]
+async fn simulate_refuses_a_client_certificate_it_cannot_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_only = certs::certificate(0, "app", Validity::Current).key_pkcs8_pem;
+    let path = certs::write(dir.path(), "app.key", key_only);
+    let output = hermetic::scanwatch()
+        .args(["simulate", "--client-certificate"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr(&output);
+    assert!(stderr.contains("--client-certificate:"), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("not a PEM or DER certificate"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_probe_with_a_client_secret_fetches_a_token_and_a_page() {
     let sim = simulator(None).await;

@@ -2,6 +2,7 @@
 //! a config that points scanwatch at it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::CliError;
-use crate::simulator::{Command, SimConfig, Simulator};
+use crate::simulator::{self, Command, SimConfig, Simulator};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -39,6 +40,30 @@ pub struct Args {
     /// or deleted at random), e.g. 0.01; 0 leaves the data alone.
     #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_rate)]
     pub mutation_rate: f64,
+    /// The app's certificate (PEM or DER, RSA): the token endpoint then also
+    /// accepts client assertions signed with its key, so a certificate setup
+    /// can be tried here before Elements sees it.
+    #[arg(long, value_name = "FILE")]
+    pub client_certificate: Option<PathBuf>,
+}
+
+/// The certificate file, refused with its flag's name when the simulator
+/// could not check assertions against it.
+fn read_certificate(path: &Path) -> Result<Vec<u8>, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        CliError::Usage(format!(
+            "--client-certificate: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    if !simulator::can_trust(&bytes) {
+        return Err(CliError::Usage(format!(
+            "--client-certificate: {} is not a PEM or DER certificate with an RSA key; \
+             pass the certificate (public part) uploaded to the app registration",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -58,12 +83,17 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             args.listen
         )));
     }
+    let client_certificate = match &args.client_certificate {
+        Some(path) => Some(read_certificate(path)?),
+        None => None,
+    };
     let simulator = Simulator::start(
         args.listen,
         SimConfig {
             customers: args.customers,
             profiles: args.profiles,
             seed: args.seed,
+            client_certificate,
             ..SimConfig::default()
         },
     )
@@ -83,6 +113,17 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         .then(|| tokio::spawn(mutate_steadily(Arc::clone(&simulator), args.mutation_rate)));
 
     println!("{}", config_for(&simulator, "scanwatch-sim.db"));
+    if let Some(path) = &args.client_certificate {
+        println!(
+            "# The token endpoint also accepts client assertions signed for {path}:\n\
+             #   in [auth], replace client_secret with\n\
+             #   certificate_file = {path:?}\n\
+             #   private_key_file = \"<the PEM private key of that certificate>\"\n\
+             #   (or a .pfx bundle and its certificate_password), then run\n\
+             #   `scanwatch check-config --probe` to try the setup.",
+            path = path.display().to_string()
+        );
+    }
     println!(
         "# Control: curl -s {}/_sim/state ; curl -s {}/_sim/counters ;\n\
          #   curl -s -X POST -H 'content-type: application/json' \\\n\

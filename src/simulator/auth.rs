@@ -205,6 +205,13 @@ fn token_url(headers: &HeaderMap) -> String {
     format!("http://{host}/connect/token")
 }
 
+/// Whether the token endpoint can check assertions against `certificate`
+/// (DER or PEM, with an RSA key), so that `simulate` can refuse a file it
+/// would only ever answer `invalid_client` for.
+pub fn can_trust(certificate: &[u8]) -> bool {
+    TrustedCertificate::parse(certificate).is_some()
+}
+
 /// What the token endpoint needs of the app's certificate.
 struct TrustedCertificate {
     x5t: String,

@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use auth::can_trust;
 pub use control::{Command, ControlError};
 pub use faults::{Fault, FaultError, FaultTarget};
 pub use state::{Counters, Shape};
