@@ -249,9 +249,32 @@ async fn a_probe_with_a_pem_certificate_fetches_a_token_and_a_page() {
     assert_eq!(sim.counters().api_requests, 1);
 }
 
+/// A `scanwatch simulate` child, killed if a test fails before it stops it.
+struct Serving(Option<std::process::Child>);
+
+impl Serving {
+    /// Stops the simulator as Ctrl-C would and checks it exits cleanly.
+    fn interrupt(mut self) {
+        let mut child = self.0.take().unwrap();
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(sent, 0);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `scanwatch simulate --client-certificate FILE` as a child, and the config
 /// it printed (everything before its control comment).
-fn simulate_trusting(certificate: &Path) -> (std::process::Child, String) {
+fn simulate_trusting(certificate: &Path) -> (Serving, String) {
     use std::io::BufRead;
     let mut child = hermetic::scanwatch()
         .args(["simulate", "--listen", "127.0.0.1:0", "--customers", "1"])
@@ -272,14 +295,7 @@ fn simulate_trusting(certificate: &Path) -> (std::process::Child, String) {
         printed.push_str(&line);
         printed.push('\n');
     }
-    (child, printed)
-}
-
-fn interrupt(mut child: std::process::Child) {
-    // SAFETY: kill(2) with our own child's pid and a valid signal number.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0);
-    assert!(child.wait().unwrap().success());
+    (Serving(Some(child)), printed)
 }
 
 #[tokio::test]
@@ -288,7 +304,7 @@ async fn simulate_trusts_the_certificate_it_is_given_and_no_other() {
     let other = certs::certificate(1, "other app", Validity::Current);
     let dir = tempfile::tempdir().unwrap();
     let cert = certs::write(dir.path(), "app.pem", &trusted.pem);
-    let (child, printed) = simulate_trusting(&cert);
+    let (serving, printed) = simulate_trusting(&cert);
     assert!(
         printed.contains(&format!(
             "certificate_file = {:?}",
@@ -331,7 +347,7 @@ async fn simulate_trusts_the_certificate_it_is_given_and_no_other() {
             );
         }
     }
-    interrupt(child);
+    serving.interrupt();
 }
 
 #[tokio::test]
